@@ -1,0 +1,86 @@
+"""Data shipped with the package, so evaluation and the default search run offline.
+
+- ``nb201_test_acc.csv.gz``: NAS-Bench-201 ground truth for all 15,625 cells (benchmark index,
+  cell string, final test accuracy on CIFAR-10, CIFAR-100 and ImageNet16-120, in %).
+- ``cifar10_test_256.npz``: the first 256 images of the official CIFAR-10 test set, pixel-exact
+  (``images`` uint8 [N, 32, 32, 3], ``labels`` int64 [N], ``classes``).
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+
+import numpy as np
+import torch
+
+DATASETS = ("cifar10", "cifar100", "imagenet16_120")
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+
+
+@dataclass(frozen=True, eq=False)
+class NB201Table:
+    """NAS-Bench-201 ground truth: row ``i`` is the benchmark's architecture index ``i``."""
+
+    arch: tuple[str, ...]
+    accuracy: dict[str, np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.arch)
+
+    @property
+    def index_of(self) -> dict[str, int]:
+        return _index_of(self)
+
+
+@cache
+def _index_of(table: NB201Table) -> dict[str, int]:
+    return {a: i for i, a in enumerate(table.arch)}
+
+
+@cache
+def nb201_table() -> NB201Table:
+    """The shipped NAS-Bench-201 ground-truth table (loaded once)."""
+    path = resources.files(__name__).joinpath("nb201_test_acc.csv.gz")
+    with path.open("rb") as raw, gzip.open(raw, "rt", newline="") as f:
+        rows = list(csv.DictReader(f))
+    rows.sort(key=lambda r: int(r["index"]))
+    if [int(r["index"]) for r in rows] != list(range(len(rows))):
+        raise AssertionError("nb201 table indices are not 0..N-1")
+    acc = {d: np.array([float(r[d]) for r in rows]) for d in DATASETS}
+    return NB201Table(tuple(r["arch"] for r in rows), acc)
+
+
+def cifar10_sample() -> tuple[np.ndarray, np.ndarray]:
+    """The shipped real CIFAR-10 images (uint8 NHWC) and labels."""
+    path = resources.files(__name__).joinpath("cifar10_test_256.npz")
+    with path.open("rb") as f, np.load(f, allow_pickle=False) as d:
+        return d["images"].copy(), d["labels"].astype(np.int64)
+
+
+def cifar10_batch(
+    batch_size: int = 64, *, offset: int = 0, device: torch.device | str = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A normalized real CIFAR-10 batch from the shipped sample.
+
+    Args:
+        batch_size: number of images (at most 256 minus ``offset``).
+        offset: first image taken, so different seeds can use different batches.
+        device: where the tensors go.
+    """
+    images, labels = cifar10_sample()
+    if batch_size < 1 or offset < 0 or offset + batch_size > len(images):
+        raise ValueError(
+            f"batch_size={batch_size}, offset={offset}: the shipped sample holds {len(images)} "
+            "images; use 1 <= batch_size and offset + batch_size <= that"
+        )
+    x = torch.from_numpy(images[offset : offset + batch_size]).permute(0, 3, 1, 2).float().div_(255)
+    mean = torch.tensor(CIFAR10_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(CIFAR10_STD).view(1, 3, 1, 1)
+    x = (x - mean) / std
+    y = torch.from_numpy(labels[offset : offset + batch_size])
+    return x.contiguous().to(device), y.to(device)

@@ -1,0 +1,408 @@
+"""WRCor, the weighted response correlation proxy, and its ablations ACor, GCor and RCor.
+
+Definition (Jing et al., "Zero-Shot Neural Architecture Search with Weighted Response
+Correlation"): for a batch of N samples and an untrained network, one forward and one backward
+pass (cross-entropy on the batch's labels, BatchNorm in training mode). At every call of an
+activation module (a *unit*) two responses are taken, each flattened per sample:
+
+- the activation: the unit's input (the pre-activation), captured by a forward *pre*-hook, so an
+  in-place activation cannot overwrite it first;
+- the gradient of the loss with respect to that same tensor, as it flows back through the unit.
+
+``C`` is the N x N Pearson correlation matrix between samples of a response. With depth-ordered
+layers l = 1..L and every unit of layer l weighted by ``2**l``::
+
+    K = sum_l sum_{i in l} 2**l * (|C_act(l, i)| + |C_grad(l, i)|)
+    WRCor = log |det K|
+
+Larger is better. ACor keeps only activations, GCor only gradients, RCor drops the weights;
+``weighting`` selects any of the paper's five schemes.
+
+Layers. A model declares its depth-ordered layers with a method ``layer_units() -> list[nn.Module]``
+(every activation module inside ``layers[l - 1]`` belongs to layer ``l``), or the caller passes
+``layers=``. **Fallback** for models that declare nothing: every activation call is its own
+layer, numbered in the order the calls happen during the forward pass.
+
+Edge cases, all counted in the diagnostics:
+
+- a response with a sample of zero variance (e.g. a unit whose output does not depend on the
+  input, or a dead gradient) has no correlation and contributes nothing;
+- a non-finite response contributes nothing and is reported, never silently dropped;
+- when no response is usable, or K is singular, the score is ``-inf``, the documented worst.
+
+The caller's model is not modified: parameters are used detached (no ``.grad`` is written),
+BatchNorm statistics are updated on copies, hooks are removed and train/eval flags restored.
+Gradients with respect to parameters are never computed, which makes the backward pass cheaper
+than a training step's.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from nas.proxies.base import ProxyResult, register
+
+Responses = Literal["both", "act", "grad"]
+Weighting = Literal["none", "linear", "quadratic", "exp_top_down", "exp_bottom_up"]
+WEIGHTINGS: tuple[str, ...] = ("none", "linear", "quadratic", "exp_top_down", "exp_bottom_up")
+RESPONSES: tuple[str, ...] = ("both", "act", "grad")
+
+#: Activation module types hooked by default: every elementwise nonlinearity in ``torch.nn``.
+ACTIVATIONS: tuple[type[nn.Module], ...] = (
+    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.RReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU,
+    nn.SiLU, nn.Mish, nn.Hardswish, nn.Hardsigmoid, nn.Hardtanh, nn.Sigmoid, nn.Tanh,
+    nn.Softplus, nn.Softsign, nn.Tanhshrink, nn.LogSigmoid,
+)  # fmt: skip
+
+
+def _dropout_types() -> tuple[type[nn.Module], ...]:
+    types: list[type[nn.Module]] = [nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout]
+    try:
+        from timm.layers import DropPath
+
+        types.append(DropPath)
+    except ImportError:  # timm is a dependency, but the proxy does not need it
+        pass
+    return tuple(types)
+
+
+_DROPOUTS = _dropout_types()
+
+
+def layer_weights(num_layers: int, weighting: Weighting) -> list[float]:
+    """Log2 of the weight of each layer l = 1..L under ``weighting``.
+
+    ``exp_bottom_up`` (WRCor) is ``2**l``; ``exp_top_down`` is ``2**(L + 1 - l)``; ``linear`` is
+    ``l``; ``quadratic`` is ``l**2``; ``none`` is 1. Logs keep deep networks from overflowing.
+    """
+    if weighting not in WEIGHTINGS:
+        raise ValueError(f"unknown weighting {weighting!r}; allowed: {', '.join(WEIGHTINGS)}")
+    ls = range(1, num_layers + 1)
+    if weighting == "exp_bottom_up":
+        return [float(l) for l in ls]
+    if weighting == "exp_top_down":
+        return [float(num_layers + 1 - l) for l in ls]
+    if weighting == "linear":
+        return [math.log2(l) for l in ls]
+    if weighting == "quadratic":
+        return [2 * math.log2(l) for l in ls]
+    return [0.0 for _ in ls]
+
+
+@dataclass
+class ResponseKernels:
+    """Per-layer sums of absolute correlation matrices from one pass (float64, N x N each).
+
+    Every ablation and weighting is a cheap combination of these: see :meth:`score`.
+    """
+
+    n: int
+    act: dict[int, torch.Tensor] = field(default_factory=dict)
+    grad: dict[int, torch.Tensor] = field(default_factory=dict)
+    counts: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys(
+            (
+                "units_hooked", "act_used", "grad_used", "act_constant", "grad_constant",
+                "act_nonfinite", "grad_nonfinite", "grad_missing",
+            ),
+            0,
+        )
+    )  # fmt: skip
+    num_layers: int = 0
+
+    def add(self, kind: Literal["act", "grad"], layer: int, corr: torch.Tensor) -> None:
+        store = self.act if kind == "act" else self.grad
+        if layer in store:
+            store[layer].add_(corr)
+        else:
+            store[layer] = corr.clone()
+
+    def score(self, responses: Responses = "both", weighting: Weighting = "exp_bottom_up") -> float:
+        """``log |det K|`` for the chosen responses and weighting; ``-inf`` if K is empty or singular."""
+        if responses not in RESPONSES:
+            raise ValueError(f"unknown responses {responses!r}; allowed: {', '.join(RESPONSES)}")
+        log2w = layer_weights(self.num_layers, weighting)
+        stores = {"both": (self.act, self.grad), "act": (self.act,), "grad": (self.grad,)}[responses]
+        layers = sorted({l for s in stores for l in s})
+        if not layers:
+            return float("-inf")
+        # K = sum_l 2**a_l M_l = 2**top * sum_l 2**(a_l - top) M_l, exact and overflow-free.
+        top = max(log2w[l - 1] for l in layers)
+        k = None
+        for l in layers:
+            m = sum(s[l] for s in stores if l in s)
+            term = m * 2.0 ** (log2w[l - 1] - top)
+            k = term if k is None else k + term
+        _, logabsdet = torch.linalg.slogdet(k)
+        value = float(logabsdet) + self.n * top * math.log(2.0)
+        if math.isnan(value):
+            return float("-inf")
+        return value
+
+
+def _abs_corr(x: torch.Tensor, rel_tol: float) -> tuple[torch.Tensor | None, str]:
+    """|Pearson correlation| between the rows of ``x`` (N x D) as float64, or None and why not."""
+    if x.dtype in (torch.float16, torch.bfloat16):
+        x = x.float()
+    xc = x - x.mean(dim=1, keepdim=True)
+    gram = xc @ xc.T
+    if not torch.isfinite(gram).all():
+        return None, "nonfinite"
+    var = gram.diagonal()
+    scale = (x * x).sum(dim=1)
+    if bool((var <= (rel_tol**2) * scale).any()) or bool((var == 0).any()):
+        return None, "constant"
+    gram = gram.double()
+    inv = gram.diagonal().rsqrt()
+    return (gram * inv[:, None] * inv[None, :]).abs_(), "ok"
+
+
+def _layer_map(model: nn.Module, layers: Sequence[nn.Module] | None, types: tuple[type, ...]) -> tuple[dict[nn.Module, int] | None, int, int]:
+    """Map activation module -> layer (1-based); ``None`` means the call-order fallback."""
+    if layers is None and callable(getattr(model, "layer_units", None)):
+        layers = model.layer_units()
+    if layers is None:
+        return None, 0, 0
+    if len(layers) == 0:
+        raise ValueError("layers must list at least one depth-ordered module")
+    mapping: dict[nn.Module, int] = {}
+    for l, layer in enumerate(layers, start=1):
+        if not isinstance(layer, nn.Module):
+            raise TypeError(f"layers[{l - 1}] is {type(layer).__name__}, expected an nn.Module")
+        for m in layer.modules():
+            if isinstance(m, types) and m not in mapping:
+                mapping[m] = l
+    unassigned = sum(1 for m in model.modules() if isinstance(m, types) and m not in mapping)
+    return mapping, len(layers), unassigned
+
+
+def response_kernels(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    layers: Sequence[nn.Module] | None = None,
+    activation_types: tuple[type[nn.Module], ...] = ACTIVATIONS,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    split: int = 1,
+) -> list[ResponseKernels]:
+    """One forward/backward per chunk, returning the per-layer correlation sums of each chunk.
+
+    Args:
+        model: any ``nn.Module`` producing logits; it is left unmodified.
+        inputs, targets: the batch; ``targets`` are class indices.
+        layers: depth-ordered layers; default ``model.layer_units()`` or the call-order fallback.
+        activation_types: module types treated as units.
+        loss_fn: ``(logits, targets) -> scalar``; default cross-entropy.
+        split: number of chunks the batch is cut into to save memory (each chunk gets its own
+            BatchNorm statistics and its own kernel).
+    """
+    n = inputs.shape[0]
+    if not isinstance(split, int) or split < 1 or n // split < 2:
+        raise ValueError(f"split={split!r} must be an int >= 1 leaving at least 2 samples per chunk (batch {n})")
+    mapping, num_layers, unassigned = _layer_map(model, layers, activation_types)
+    loss_fn = loss_fn or nn.functional.cross_entropy
+    rel_tol = 100 * torch.finfo(inputs.dtype if inputs.is_floating_point() else torch.float32).eps
+
+    params = {k: p.detach() for k, p in model.named_parameters()}
+    flags = {m: m.training for m in model.modules()}
+    out: list[ResponseKernels] = []
+    try:
+        model.train()
+        for m in model.modules():
+            if isinstance(m, _DROPOUTS):
+                m.eval()  # the score must not depend on dropout's random masks
+        for chunk_x, chunk_y in zip(inputs.tensor_split(split), targets.tensor_split(split), strict=True):
+            # BatchNorm running statistics are updated on copies, never on the caller's buffers.
+            buffers = {k: b.clone() for k, b in model.named_buffers()}
+            kernels = ResponseKernels(chunk_x.shape[0])
+            kernels.counts["units_unassigned"] = unassigned
+            _one_pass(model, params, buffers, chunk_x, chunk_y, mapping, activation_types, loss_fn, kernels, rel_tol)
+            kernels.num_layers = num_layers if mapping is not None else kernels.num_layers
+            out.append(kernels)
+    finally:
+        for m, flag in flags.items():
+            m.training = flag
+    return out
+
+
+def _one_pass(model, params, buffers, x, y, mapping, types, loss_fn, kernels: ResponseKernels, rel_tol: float) -> None:
+    handles = []
+    call_layer: list[int] = []
+    # Activation correlations keyed by tensor identity: units fed by the same tensor
+    # (a node feeding several edges) share one computation. References are held so that an
+    # id is never reused while its entry lives.
+    inplace_targets: list[tuple[nn.Module, torch.Tensor]] = []
+    recent: OrderedDict[int, tuple[torch.Tensor, int, torch.Tensor | None, str]] = OrderedDict()
+
+    def grad_hook(layer: int) -> Callable[[torch.Tensor], None]:
+        def hook(g: torch.Tensor) -> None:
+            kernels.counts["grad_missing"] -= 1
+            corr, why = _abs_corr(g.reshape(g.shape[0], -1), rel_tol)
+            if corr is None:
+                kernels.counts[f"grad_{why}"] += 1
+            else:
+                kernels.counts["grad_used"] += 1
+                kernels.add("grad", layer, corr)
+
+        return hook
+
+    def pre_hook(module: nn.Module, args: tuple) -> tuple | None:
+        if not args or not isinstance(args[0], torch.Tensor):
+            return None
+        x_in = args[0]
+        if mapping is not None:
+            layer = mapping.get(module)
+            if layer is None:
+                return None
+        else:
+            layer = len(call_layer) + 1
+            call_layer.append(layer)
+            kernels.num_layers = layer
+        kernels.counts["units_hooked"] += 1
+        key = id(x_in)
+        hit = recent.get(key)
+        if hit is not None and hit[0] is x_in and hit[1] == x_in._version:
+            corr, why = hit[2], hit[3]
+        else:
+            corr, why = _abs_corr(x_in.detach().reshape(x_in.shape[0], -1), rel_tol)
+            recent[key] = (x_in, x_in._version, corr, why)
+            if len(recent) > 8:
+                recent.popitem(last=False)
+        if corr is None:
+            kernels.counts[f"act_{why}"] += 1
+        else:
+            kernels.counts["act_used"] += 1
+            kernels.add("act", layer, corr)
+        if not x_in.requires_grad:
+            return None
+        # A fresh alias so the hook sees the gradient flowing through this unit alone. An in-place
+        # activation works on a copy (a hook on a view would be lost to the in-place rewrite),
+        # and the post-hook writes the result back into the original tensor, as the module would.
+        if getattr(module, "inplace", False):
+            alias = x_in.clone()
+            inplace_targets.append((module, x_in))
+        else:
+            alias = x_in.view_as(x_in)
+        alias.register_hook(grad_hook(layer))
+        kernels.counts["grad_missing"] += 1
+        return (alias, *args[1:])
+
+    def inplace_post_hook(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor | None:
+        if not inplace_targets or inplace_targets[-1][0] is not module:
+            return None
+        return inplace_targets.pop()[1].copy_(output)
+
+    try:
+        for m in model.modules():
+            if isinstance(m, types):
+                handles.append(m.register_forward_pre_hook(pre_hook))
+                if getattr(m, "inplace", False):
+                    handles.append(m.register_forward_hook(inplace_post_hook))
+        with torch.enable_grad():
+            leaf = x.detach().requires_grad_(True)
+            logits = functional_call(model, {**params, **buffers}, (leaf.clone(),))
+            recent.clear()
+            if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
+                raise ValueError(
+                    f"model must return logits of shape (N, classes), got "
+                    f"{tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__}"
+                )
+            if y.dtype in (torch.int64, torch.int32) and y.numel() and (int(y.min()) < 0 or int(y.max()) >= logits.shape[1]):
+                raise ValueError(f"targets must be class indices in [0, {logits.shape[1] - 1}], got range [{int(y.min())}, {int(y.max())}]")
+            loss = loss_fn(logits, y)
+            if loss.requires_grad:
+                torch.autograd.grad(loss, leaf, allow_unused=True)
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def _wrcor_proxy(name: str, responses: Responses, weighting: Weighting) -> Callable[..., ProxyResult]:
+    def proxy(
+        model: nn.Module,
+        inputs: torch.Tensor,
+        targets: torch.Tensor,
+        *,
+        responses: Responses = responses,
+        weighting: Weighting = weighting,
+        split: int = 1,
+        layers: Sequence[nn.Module] | None = None,
+        activation_types: tuple[type[nn.Module], ...] = ACTIVATIONS,
+        loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    ) -> ProxyResult:
+        if responses not in RESPONSES:
+            raise ValueError(f"unknown responses {responses!r}; allowed: {', '.join(RESPONSES)}")
+        if weighting not in WEIGHTINGS:
+            raise ValueError(f"unknown weighting {weighting!r}; allowed: {', '.join(WEIGHTINGS)}")
+        chunks = response_kernels(
+            model, inputs, targets, layers=layers, activation_types=activation_types,
+            loss_fn=loss_fn, split=split,
+        )  # fmt: skip
+        # Chunks are independent blocks of a block-diagonal K: log|det| adds up.
+        value = sum(k.score(responses, weighting) for k in chunks)
+        diag: dict[str, int | str] = {"layers": chunks[0].num_layers, "split": split}
+        for key in chunks[0].counts:
+            diag[key] = sum(k.counts[key] for k in chunks)
+        diag["responses"], diag["weighting"] = responses, weighting
+        return ProxyResult(name, float(value), 0.0, diag)
+
+    proxy.__name__ = name
+    return proxy
+
+
+def _doc(name: str, what: str) -> str:
+    return (
+        f"{what}\n\nOptions: ``responses`` ('both' | 'act' | 'grad'), ``weighting`` "
+        f"({' | '.join(WEIGHTINGS)}), ``split``, ``layers``, ``activation_types``, ``loss_fn``. "
+        "Larger is better; ``-inf`` when no response is usable or K is singular. "
+        "See :mod:`nas.proxies.wrcor`."
+    )
+
+
+for _name, _resp, _weight, _what in (
+    ("wrcor", "both", "exp_bottom_up", "WRCor: log|det| of exponentially bottom-to-top weighted activation+gradient correlations."),
+    ("rcor", "both", "none", "RCor: WRCor without layer weights."),
+    ("acor", "act", "none", "ACor: activation correlations only, unweighted."),
+    ("gcor", "grad", "none", "GCor: gradient correlations only, unweighted."),
+):
+    _fn = _wrcor_proxy(_name, _resp, _weight)  # type: ignore[arg-type]
+    _fn.__doc__ = _doc(_name, _what)
+    register(_name)(_fn)
+
+
+def wrcor_family(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    split: int = 1,
+    layers: Sequence[nn.Module] | None = None,
+) -> dict[str, float]:
+    """Every ablation and weighting from one forward/backward pass.
+
+    Returns scores keyed ``wrcor``, ``rcor``, ``acor``, ``gcor`` and ``wrcor_<weighting>`` for the
+    five weighting schemes (``wrcor_exp_bottom_up`` equals ``wrcor``).
+    """
+    chunks = response_kernels(model, inputs, targets, layers=layers, split=split)
+
+    def total(responses: Responses, weighting: Weighting) -> float:
+        return float(sum(k.score(responses, weighting) for k in chunks))
+
+    scores = {
+        "wrcor": total("both", "exp_bottom_up"),
+        "rcor": total("both", "none"),
+        "acor": total("act", "none"),
+        "gcor": total("grad", "none"),
+    }
+    for w in WEIGHTINGS:
+        scores[f"wrcor_{w}"] = total("both", w)  # type: ignore[arg-type]
+    return scores
