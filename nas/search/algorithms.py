@@ -1,0 +1,229 @@
+"""Random search (pool pruning), regularized evolution and REINFORCE."""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+import numpy as np
+import torch
+
+from nas.search.base import SearchAlgorithm
+
+
+class RandomSearch(SearchAlgorithm):
+    """Score ``num_candidates`` distinct random architectures; the ranking keeps the best.
+
+    Args:
+        batch_size: candidates handed out per ``ask`` (the unit of work shared across processes).
+    """
+
+    name = "random"
+
+    def __init__(self, *args: Any, batch_size: int = 32, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.batch_size = batch_size
+
+    def ask(self) -> list[Any]:
+        out: list[Any] = []
+        pending: set[str] = set()
+        while not self.exhausted and len(out) < min(self.batch_size, self._remaining()):
+            arch = self._draw_new(pending)
+            if arch is None:
+                self.exhausted = True
+                break
+            pending.add(self.space.encode(arch))
+            out.append(arch)
+        return out
+
+
+class RegularizedEvolution(SearchAlgorithm):
+    """Regularized (aging) evolution, Real et al. 2019, with the proxy as fitness.
+
+    A population of ``population_size`` random architectures; each child mutates the winner of
+    a tournament of ``tournament_size`` members drawn from the population, joins it, and the
+    oldest member leaves. A child already scored keeps its stored score and is not scored again.
+
+    Args:
+        population_size: the paper's 64.
+        tournament_size: the paper's 10.
+        mutation_prob: probability that a child is mutated at all (the paper's 1.0); otherwise
+            it is a copy of its parent and takes the parent's score.
+        children_per_step: children bred from one population state per ``ask``, so that
+            several processes can score them together; 1 is classic sequential evolution.
+        max_proposals: factor on ``num_candidates`` bounding the children proposed, so a
+            converged population that breeds only known architectures ends the search.
+    """
+
+    name = "evolution"
+
+    def __init__(
+        self,
+        *args: Any,
+        population_size: int = 64,
+        tournament_size: int = 10,
+        mutation_prob: float = 1.0,
+        children_per_step: int = 8,
+        max_proposals: int = 20,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        if population_size < 2:
+            raise ValueError(f"population_size must be >= 2, got {population_size}")
+        if not 1 <= tournament_size <= population_size:
+            raise ValueError(f"tournament_size must be in [1, population_size={population_size}], got {tournament_size}")
+        if not 0.0 <= mutation_prob <= 1.0:
+            raise ValueError(f"mutation_prob must be in [0, 1], got {mutation_prob}")
+        if children_per_step < 1:
+            raise ValueError(f"children_per_step must be >= 1, got {children_per_step}")
+        self.population_size = population_size
+        self.tournament_size = tournament_size
+        self.mutation_prob = mutation_prob
+        self.children_per_step = children_per_step
+        self.max_proposals = max_proposals * self.num_candidates
+        self.population: deque[tuple[Any, np.ndarray]] = deque()
+        self.proposals = 0
+
+    def ask(self) -> list[Any]:
+        if self.done:
+            return []
+        pending: dict[str, Any] = {}
+        if len(self.population) < self.population_size:
+            while len(self.population) + len(pending) < self.population_size and len(pending) < self._remaining():
+                arch = self._draw_new(set(pending))
+                if arch is None:
+                    self.exhausted = True
+                    break
+                pending[self.space.encode(arch)] = arch
+            return list(pending.values())
+        children: list[Any] = []
+        while len(pending) < min(self.children_per_step, self._remaining()) and not self.exhausted:
+            if self.proposals >= self.max_proposals:
+                self.exhausted = True
+                break
+            self.proposals += 1
+            child = self._breed()
+            if child is None:
+                continue
+            key = self.space.encode(child)
+            if key in self.scores:  # known: joins the population with its stored score
+                self._join(child, self.scores[key])
+            elif key not in pending:
+                pending[key] = child
+                children.append(child)
+        return children
+
+    def _breed(self) -> Any | None:
+        members = list(self.population)
+        picks = self.rng.choice(len(members), size=self.tournament_size, replace=False)
+        contest = np.stack([members[i][1] for i in picks])
+        parent = members[int(picks[self.objective.best(contest)])][0]
+        if self.rng.random() >= self.mutation_prob:
+            return parent
+        for _ in range(self.max_tries):
+            child = self.space.mutate(parent, self.rng)
+            if self._admissible(child):
+                return child
+        return None
+
+    def _join(self, arch: Any, row: np.ndarray) -> None:
+        self.population.append((arch, row))
+        if len(self.population) > self.population_size:
+            self.population.popleft()
+
+    def _after_tell(self, archs: list[Any], scores: np.ndarray) -> None:
+        for arch, row in zip(archs, scores, strict=True):
+            self._join(arch, row)
+
+
+class Reinforce(SearchAlgorithm):
+    """REINFORCE over a per-decision categorical policy (Williams 1992; NAS-Bench-201's baseline).
+
+    Each decision of ``space.decisions`` has its own logits; after each scored architecture one
+    Adam step (``lr``) follows ``advantage * grad log p(arch)``, where the reward is the
+    z-scored proxy (mean of the members' z-scores against every score seen so far) and the
+    advantage subtracts a moving-average baseline (``baseline_momentum``). Failed candidates
+    (non-finite scores) teach nothing. An architecture drawn again reuses its stored score.
+
+    Args:
+        lr: Adam learning rate (the paper's 1e-3).
+        baseline_momentum: the paper's 0.9.
+        batch_size: architectures drawn per ``ask`` before their rewards update the policy.
+    """
+
+    name = "reinforce"
+
+    def __init__(
+        self,
+        *args: Any,
+        lr: float = 1e-3,
+        baseline_momentum: float = 0.9,
+        batch_size: int = 1,
+        max_proposals: int = 20,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        try:
+            sizes = self.space.decision_sizes()
+        except NotImplementedError as err:
+            raise ValueError(f"REINFORCE needs categorical decisions: {err}") from None
+        if not 0 <= baseline_momentum < 1:
+            raise ValueError(f"baseline_momentum must be in [0, 1), got {baseline_momentum}")
+        self.logits = [torch.zeros(n, dtype=torch.float64, requires_grad=True) for n in sizes]
+        self.optimizer = torch.optim.Adam(self.logits, lr=lr)
+        self.momentum = baseline_momentum
+        self.baseline: float | None = None
+        self.batch_size = batch_size
+        self.max_proposals = max_proposals * self.num_candidates
+        self.proposals = 0
+
+    def _sample(self) -> tuple[Any, list[int]]:
+        choices = []
+        for logit in self.logits:
+            p = torch.softmax(logit.detach(), 0).numpy()
+            choices.append(int(self.rng.choice(len(p), p=p / p.sum())))
+        return self.space.from_decisions(choices), choices
+
+    def ask(self) -> list[Any]:
+        pending: dict[str, Any] = {}
+        while not self.done and len(pending) < min(self.batch_size, self._remaining()):
+            if self.proposals >= self.max_proposals:
+                self.exhausted = True
+                break
+            self.proposals += 1
+            arch, _ = self._sample()
+            if not self._admissible(arch):
+                continue
+            key = self.space.encode(arch)
+            if key in self.scores:
+                self._update(arch, self.scores[key])
+            elif key not in pending:
+                pending[key] = arch
+        return list(pending.values())
+
+    def _reward(self, row: np.ndarray) -> float | None:
+        if not np.isfinite(row).all():
+            return None
+        seen = np.stack([r for _, r in self.history])
+        seen = seen[np.isfinite(seen).all(axis=1)]
+        mean, std = seen.mean(axis=0), seen.std(axis=0)
+        z = np.where(std > 0, (row - mean) / np.where(std > 0, std, 1.0), 0.0)
+        return float(z.mean())
+
+    def _update(self, arch: Any, row: np.ndarray) -> None:
+        reward = self._reward(row)
+        if reward is None:
+            return
+        self.baseline = reward if self.baseline is None else self.momentum * self.baseline + (1 - self.momentum) * reward
+        advantage = reward - self.baseline
+        choices = self.space.decisions(arch)
+        log_prob = sum(torch.log_softmax(l, 0)[c] for l, c in zip(self.logits, choices, strict=True))
+        self.optimizer.zero_grad()
+        (-advantage * log_prob).backward()
+        self.optimizer.step()
+
+    def _after_tell(self, archs: list[Any], scores: np.ndarray) -> None:
+        for arch, row in zip(archs, scores, strict=True):
+            self._update(arch, row)
