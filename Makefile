@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed
 
 search: venv
-	$(PY) search.py fit --config configs/search/nb201_cifar10.yaml
+	$(PY) search.py
 
 test: venv
 	$(PY) -m pytest -m "not slow" -q

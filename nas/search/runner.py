@@ -85,9 +85,20 @@ class CandidateScorer:
         self.num_classes = num_classes
         self.seed = seed
         self.proxy_kwargs = proxy_kwargs or {}
+        self._resized: dict[int, torch.Tensor] = {}
         unknown = set(self.proxy_kwargs) - set(objective.members)
         if unknown:
             raise ValueError(f"proxy_kwargs names {sorted(unknown)}, which are not among the members {objective.members}")
+
+    def _inputs_at(self, resolution: int | None) -> torch.Tensor:
+        """The scoring batch at a candidate's own input resolution (bilinear resize, cached)."""
+        if resolution is None or tuple(self.inputs.shape[-2:]) == (resolution, resolution):
+            return self.inputs
+        if resolution not in self._resized:
+            self._resized[resolution] = torch.nn.functional.interpolate(
+                self.inputs, size=(resolution, resolution), mode="bilinear", align_corners=False
+            )
+        return self._resized[resolution]
 
     def __call__(self, arch: Any) -> Scored:
         key = self.space.encode(arch)
@@ -96,9 +107,10 @@ class CandidateScorer:
         try:
             torch.manual_seed((self.seed * 1_000_003 + zlib.crc32(key.encode())) % 2**63)
             model = self.space.build(arch, num_classes=self.num_classes).to(self.inputs.device)
+            inputs = self._inputs_at(getattr(arch, "resolution", None))
             values = []
             for name in self.objective.members:
-                result = proxies.score(name, model, self.inputs, self.targets, **self.proxy_kwargs.get(name, {}))
+                result = proxies.score(name, model, inputs, self.targets, **self.proxy_kwargs.get(name, {}))
                 values.append(float(result.score))
             error = ""
         except (RuntimeError, ValueError, MemoryError, torch.OutOfMemoryError) as err:

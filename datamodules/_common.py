@@ -1,0 +1,94 @@
+"""Pieces shared by the datamodules: normalization constants and batch-size bookkeeping."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lightning.pytorch import Trainer
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+CIFAR100_MEAN = (0.5071, 0.4865, 0.4409)
+CIFAR100_STD = (0.2673, 0.2564, 0.2762)
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+
+
+def world_size(trainer: Trainer | None) -> int:
+    """Number of processes training together (1 without a trainer)."""
+    return 1 if trainer is None else int(trainer.world_size)
+
+
+def per_device_batch_size(
+    batch_size: int | None, global_batch_size: int | None, devices: int
+) -> int:
+    """The batch one process loads.
+
+    Args:
+        batch_size: images per device, or None to derive it from ``global_batch_size``.
+        global_batch_size: images per optimizer step over all devices, or None.
+        devices: number of processes (``trainer.world_size``).
+
+    Raises:
+        ValueError: a size is not positive, the global batch does not split evenly over the
+            devices, or both sizes are given and disagree.
+    """
+    if batch_size is not None and batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if global_batch_size is None:
+        return 256 if batch_size is None else batch_size
+    if global_batch_size < 1:
+        raise ValueError(f"global_batch_size must be >= 1, got {global_batch_size}")
+    if global_batch_size % devices:
+        raise ValueError(
+            f"global_batch_size={global_batch_size} is not divisible by the {devices} devices "
+            f"(world size); use a multiple of {devices}"
+        )
+    derived = global_batch_size // devices
+    if batch_size is not None and batch_size != derived:
+        raise ValueError(
+            f"batch_size={batch_size} per device and global_batch_size={global_batch_size} over "
+            f"{devices} devices disagree ({derived} per device); set only one of them"
+        )
+    return derived
+
+
+def check_batch_args(batch_size: int | None, global_batch_size: int | None) -> None:
+    """Argument checks that need no trainer (run in ``__init__``)."""
+    for name, value in (("batch_size", batch_size), ("global_batch_size", global_batch_size)):
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise ValueError(f"{name} must be a positive int or None, got {value!r}")
+
+
+def require_file(path: str | Path | None, what: str) -> Path:
+    """``path`` as a Path, or a FileNotFoundError naming it."""
+    if path is None:
+        raise ValueError(f"{what} is not set")
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{what} {str(p)!r} does not exist (or is not a file)")
+    return p
+
+
+def check_image_folder(folder: str | Path) -> Path:
+    """Check that ``folder`` is an ImageFolder split (``<class>/<image>``) holding images.
+
+    Raises:
+        FileNotFoundError: the folder does not exist, has no class sub-folders, or holds no images.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"image folder {str(folder)!r} does not exist")
+    classes = sorted(d for d in folder.iterdir() if d.is_dir())
+    if not classes:
+        raise FileNotFoundError(
+            f"image folder {str(folder)!r} has no class sub-folders; expected {folder}/<class>/<image>"
+        )
+    for d in classes:
+        if any(f.suffix.lower() in IMAGE_SUFFIXES for f in d.iterdir()):
+            return folder
+    raise FileNotFoundError(
+        f"image folder {str(folder)!r} holds no images (looked for {', '.join(IMAGE_SUFFIXES)} "
+        f"in {len(classes)} class folder(s))"
+    )
