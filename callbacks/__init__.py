@@ -1,5 +1,6 @@
 """Lightning callbacks built on :mod:`nas`."""
 
+from callbacks.progressive_resize import ProgressiveResize
 from callbacks.zero_shot_search import ZeroShotSearch
 
-__all__ = ["ZeroShotSearch"]
+__all__ = ["ProgressiveResize", "ZeroShotSearch"]
