@@ -23,12 +23,13 @@ def flops(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor | None =
     Larger is better (as in NAS-Bench-Suite-Zero). Runs one forward pass of one sample in eval
     mode; the caller's model keeps its mode and buffers.
     """
-    was_training = model.training
+    flags = {m: m.training for m in model.modules()}
     try:
         model.eval()
         with torch.no_grad(), FlopCounterMode(display=False) as counter:
             model(inputs[:1])
     finally:
-        model.train(was_training)
+        for m, flag in flags.items():
+            m.training = flag
     macs = counter.get_total_flops() // 2
     return ProxyResult("flops", float(macs), 0.0, {"macs": macs})
