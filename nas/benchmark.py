@@ -75,6 +75,46 @@ def _columns(proxy_names: Sequence[str]) -> list[str]:
     return cols
 
 
+class ResultsCSV:
+    """A CSV of per-architecture rows keyed by ``index``, appended and flushed row by row.
+
+    Rows already in the file are loaded (``stored``) so a rerun resumes; a file written with
+    other columns is refused rather than mixed. ``path=None`` keeps nothing on disk.
+    """
+
+    def __init__(self, path: Path | None, header: Sequence[str]) -> None:
+        self.header = list(header)
+        self.stored: dict[int, dict[str, str]] = {}
+        self._file = None
+        if path is None:
+            return
+        if path.exists():
+            with path.open(newline="") as f:
+                reader = csv.DictReader(f)
+                if reader.fieldnames != self.header:
+                    raise ValueError(
+                        f"{path} holds a run with columns {reader.fieldnames}; this run writes "
+                        f"{self.header}. Use another --out or delete the file."
+                    )
+                self.stored = {int(r["index"]): r for r in reader}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        new = not path.exists()
+        self._file = path.open("a", newline="")
+        self._writer = csv.DictWriter(self._file, fieldnames=self.header)
+        if new:
+            self._writer.writeheader()
+            self._file.flush()
+
+    def append(self, row: dict) -> None:
+        if self._file is not None:
+            self._writer.writerow(row)
+            self._file.flush()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+
+
 def _time_fwd_bwd(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     """Seconds of one plain training-style forward+backward (parameter grads included)."""
     model.train()
@@ -111,26 +151,8 @@ def evaluate(
     columns = _columns(proxy_names)
     header = ["index", "arch", *DATASETS, *columns, *[f"sec_{p}" for p in proxy_names], "sec_fwd_bwd"]
 
-    done: dict[int, dict] = {}
-    if csv_path is not None and csv_path.exists():
-        with csv_path.open(newline="") as f:
-            reader = csv.DictReader(f)
-            if reader.fieldnames != header:
-                raise ValueError(
-                    f"{csv_path} holds a run with columns {reader.fieldnames}; this run writes "
-                    f"{header}. Use another --out or delete the file."
-                )
-            done = {int(r["index"]): r for r in reader}
-    writer_file = None
-    if csv_path is not None:
-        csv_path.parent.mkdir(parents=True, exist_ok=True)
-        new = not csv_path.exists()
-        writer_file = csv_path.open("a", newline="")
-        writer = csv.DictWriter(writer_file, fieldnames=header)
-        if new:
-            writer.writeheader()
-            writer_file.flush()
-
+    results = ResultsCSV(csv_path, header)
+    done = results.stored
     rows: list[dict] = []
     todo = [i for i in indices if i not in done]
     timed = 0
@@ -161,13 +183,10 @@ def evaluate(
                     row["sec_fwd_bwd"] = _time_fwd_bwd(model, x, y)
                     timed += 1
                 rows.append(row)
-                if writer_file is not None:
-                    writer.writerow(row)
-                    writer_file.flush()
+                results.append(row)
                 bar.advance(task)
     finally:
-        if writer_file is not None:
-            writer_file.close()
+        results.close()
     return rows
 
 

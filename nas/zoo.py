@@ -27,7 +27,6 @@ Example::
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import statistics
 import sys
@@ -39,7 +38,14 @@ import numpy as np
 import torch
 
 from nas import proxies, spaces
-from nas.benchmark import _progress, _time_fwd_bwd, rank_correlations, sample_indices, scatter_plot
+from nas.benchmark import (
+    ResultsCSV,
+    _progress,
+    _time_fwd_bwd,
+    rank_correlations,
+    sample_indices,
+    scatter_plot,
+)
 from nas.data import DATASETS, cifar10_batch, nb201_table
 from nas.proxies.many import expand, failed, score_many
 from nas.proxies.vote import available_votes, get_vote
@@ -82,25 +88,8 @@ def score_architectures(
     table = nb201_table()
     x, y = cifar10_batch(batch_size, offset=batch_offset)
     header = _header(names)
-    done: dict[int, dict] = {}
-    if csv_path is not None and csv_path.exists():
-        with csv_path.open(newline="") as f:
-            reader = csv.DictReader(f)
-            if reader.fieldnames != header:
-                raise ValueError(
-                    f"{csv_path} holds a run with columns {reader.fieldnames}; this run writes "
-                    f"{header}. Use another --out or delete the file."
-                )
-            done = {int(r["index"]): _parse(r, header) for r in reader}
-    writer_file = None
-    if csv_path is not None:
-        csv_path.parent.mkdir(parents=True, exist_ok=True)
-        new = not csv_path.exists()
-        writer_file = csv_path.open("a", newline="")
-        writer = csv.DictWriter(writer_file, fieldnames=header)
-        if new:
-            writer.writeheader()
-            writer_file.flush()
+    store = ResultsCSV(csv_path, header)
+    done = {i: _parse(r, header) for i, r in store.stored.items()}
     rows: list[dict] = []
     try:
         with _progress(progress) as bar:
@@ -121,13 +110,10 @@ def score_architectures(
                     row[n], row[f"sec_{n}"] = r.score, r.seconds
                 row["failures"] = json.dumps({n: r.diagnostics["error"] for n, r in results.items() if failed(r)})
                 rows.append(row)
-                if writer_file is not None:
-                    writer.writerow(row)
-                    writer_file.flush()
+                store.append(row)
                 bar.advance(task)
     finally:
-        if writer_file is not None:
-            writer_file.close()
+        store.close()
     return rows
 
 
