@@ -20,15 +20,19 @@ import numpy as np
 import torch
 
 import nas
+from nas.benchmark import parse_device
 from nas.data import cifar10_batch, nb201_table
 from nas.search import Objective, create
 
 
 class CachedScorer:
-    def __init__(self, objective: Objective, cache: Path, seed_cache: Path | None, batch_size: int) -> None:
-        self.objective, self.cache = objective, cache
+    def __init__(
+        self, objective: Objective, cache: Path, seed_cache: Path | None, batch_size: int, device: str = "cpu"
+    ) -> None:
+        self.objective, self.cache, self.device = objective, cache, torch.device(device)
         self.space = nas.spaces.get("nb201")
-        self.x, self.y = cifar10_batch(batch_size)
+        x, y = cifar10_batch(batch_size)
+        self.x, self.y = x.to(self.device), y.to(self.device)
         self.table: dict[str, tuple[float, ...]] = {}
         for path in (seed_cache, cache):
             if path is not None and path.exists():
@@ -48,7 +52,7 @@ class CachedScorer:
         key = self.space.encode(arch)
         if key not in self.table:
             torch.manual_seed(self.space.index(arch))  # the rule of nas.benchmark with init_seed 0
-            model = self.space.build(arch, num_classes=10)
+            model = self.space.build(arch, num_classes=10).to(self.device)
             values = tuple(nas.proxies.score(m, model, self.x, self.y).score for m in self.objective.members)
             self.table[key] = values
             self.writer.writerow([key, *map(repr, values)])
@@ -67,11 +71,16 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=Path("runs/search_bench/scores.csv"))
     parser.add_argument("--seed-cache", type=Path, default=None)
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     args = parser.parse_args()
+    try:
+        device = parse_device(args.device)
+    except ValueError as e:
+        parser.error(str(e))
     if args.threads:
         torch.set_num_threads(args.threads)
     objective = Objective(args.proxy)
-    scorer = CachedScorer(objective, args.cache, args.seed_cache, args.batch_size)
+    scorer = CachedScorer(objective, args.cache, args.seed_cache, args.batch_size, device)
     space, table = nas.spaces.get("nb201"), nb201_table()
     best_possible = table.accuracy["cifar10"].max()
     print(f"NAS-Bench-201 CIFAR-10, proxy {args.proxy}, N = {args.n}, batch {args.batch_size}, seeds {args.seeds}")

@@ -59,6 +59,40 @@ def rank_correlations(scores: Sequence[float], truth: Sequence[float]) -> tuple[
     return float(stats.kendalltau(s, t).statistic), float(stats.spearmanr(s, t).statistic)
 
 
+def parse_device(value: str) -> torch.device:
+    """``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (CUDA when available) as a ``torch.device``."""
+    if value == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(value)
+    except RuntimeError as e:
+        raise ValueError(f"--device must be cpu, cuda, cuda:N or auto, got {value!r}") from e
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"--device must be cpu, cuda, cuda:N or auto, got {value!r}")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {value!r}: CUDA is not available on this machine")
+    return device
+
+
+def parse_shard(value: str) -> tuple[int, int]:
+    """``K/N``: this process scores every N-th architecture starting at the K-th (0 <= K < N)."""
+    try:
+        k, n = (int(p) for p in value.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard must look like K/N (e.g. 0/4), got {value!r}") from None
+    if not (n >= 1 and 0 <= k < n):
+        raise ValueError(f"--shard K/N needs N >= 1 and 0 <= K < N, got {value!r}")
+    return k, n
+
+
+def stored_indices(path: Path) -> set[int]:
+    """The ``index`` column of a results CSV (for tables over what an interrupted run stored)."""
+    if not path.exists():
+        raise ValueError(f"--stored-only: {path} does not exist")
+    with path.open(newline="") as f:
+        return {int(r["index"]) for r in csv.DictReader(f)}
+
+
 def sample_indices(n: int | None, seed: int, total: int) -> list[int]:
     """``n`` distinct benchmark indices drawn with ``seed`` (all of them when ``n`` is None)."""
     if n is None:
@@ -115,12 +149,19 @@ class ResultsCSV:
             self._file.close()
 
 
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def _time_fwd_bwd(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     """Seconds of one plain training-style forward+backward (parameter grads included)."""
     model.train()
     model.zero_grad(set_to_none=True)
+    _sync(x.device)
     start = time.perf_counter()
     torch.nn.functional.cross_entropy(model(x), y).backward()
+    _sync(x.device)
     seconds = time.perf_counter() - start
     model.zero_grad(set_to_none=True)
     return seconds
@@ -136,18 +177,21 @@ def evaluate(
     reference_timing: int = 0,
     csv_path: Path | None = None,
     progress: bool = True,
+    device: torch.device | str = "cpu",
 ) -> list[dict[str, float | int | str]]:
     """Score the benchmark architectures ``indices``; rows already in ``csv_path`` are reused.
 
-    Each network is initialized from ``torch.Generator`` seeded by ``(init_seed, index)``, so an
-    architecture gets the same weights whatever sample it appears in.
+    Each network is initialized on the CPU from the seed ``(init_seed, index)``, then moved to
+    ``device``, so an architecture gets the same weights whatever sample or device it meets.
     """
+    device = torch.device(device)
     for name in proxy_names:
         if name != FAMILY:
             proxies.get(name)
     space = spaces.get("nb201")
     table = nb201_table()
     x, y = cifar10_batch(batch_size, offset=batch_offset)
+    x, y = x.to(device), y.to(device)
     columns = _columns(proxy_names)
     header = ["index", "arch", *DATASETS, *columns, *[f"sec_{p}" for p in proxy_names], "sec_fwd_bwd"]
 
@@ -166,7 +210,7 @@ def evaluate(
                     continue
                 arch = space.decode(table.arch[index])
                 torch.manual_seed(init_seed * 1_000_003 + index)
-                model = space.build(arch, num_classes=10)
+                model = space.build(arch, num_classes=10).to(device)
                 row: dict = {"index": index, "arch": table.arch[index]}
                 for d in DATASETS:
                     row[d] = float(table.accuracy[d][index])
@@ -212,6 +256,12 @@ def _progress(enabled: bool):
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
         TimeElapsedColumn(), TimeRemainingColumn(), disable=not enabled,
     )  # fmt: skip
+
+
+def _where(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
+    return f"CPU, torch threads {torch.get_num_threads()}"
 
 
 def correlations(rows: Sequence[dict], columns: Sequence[str]) -> list[Correlation]:
@@ -263,9 +313,20 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--reference-timing", type=int, default=0, metavar="K",
                         help="also time one plain forward+backward on the first K architectures")  # fmt: skip
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    parser.add_argument("--shard", default=None, metavar="K/N",
+                        help="score only every N-th architecture from the K-th, write them and stop "
+                        "(concatenate the shards' scores.csv into one --out to get the table)")  # fmt: skip
     parser.add_argument("--out", type=Path, default=Path("runs/benchmark/nb201"))
+    parser.add_argument("--stored-only", action="store_true",
+                        help="score nothing: the table over the sampled architectures already in --out's scores.csv")  # fmt: skip
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
+    try:
+        device = parse_device(args.device)
+        shard = parse_shard(args.shard) if args.shard else None
+    except ValueError as e:
+        parser.error(str(e))
 
     known = set(proxies.available()) | {FAMILY}
     bad = [p for p in args.proxies if p not in known]
@@ -275,18 +336,32 @@ def main(argv: Sequence[str] | None = None) -> dict:
         torch.set_num_threads(args.threads)
     total = len(nb201_table())
     per_seed = {s: sample_indices(None if args.all else args.n, s, total) for s in args.seeds}
+    if args.stored_only:
+        try:
+            have = stored_indices(args.out / "scores.csv")
+        except ValueError as e:
+            parser.error(str(e))
+        per_seed = {s: [i for i in idx if i in have] for s, idx in per_seed.items()}
+        print("--stored-only: " + ", ".join(f"seed {s}: {len(idx)} stored" for s, idx in per_seed.items()))
+        per_seed = {s: idx for s, idx in per_seed.items() if len(idx) >= 3}
+        if not per_seed:
+            parser.error("--stored-only: no seed has 3 or more stored architectures")
+        args.seeds = list(per_seed)
     union = sorted({i for idx in per_seed.values() for i in idx})
     rows = evaluate(
-        union, args.proxies, batch_size=args.batch_size, batch_offset=args.batch_offset,
-        init_seed=args.init_seed, reference_timing=args.reference_timing,
-        csv_path=args.out / "scores.csv", progress=not args.no_progress,
+        union[shard[0] :: shard[1]] if shard else union, args.proxies, batch_size=args.batch_size,
+        batch_offset=args.batch_offset, init_seed=args.init_seed, reference_timing=args.reference_timing,
+        csv_path=args.out / "scores.csv", progress=not args.no_progress, device=device,
     )  # fmt: skip
+    if shard:
+        print(f"shard {args.shard}: {len(rows)} of {len(union)} architectures in {args.out / 'scores.csv'}")
+        return {"architectures": len(rows), "shard": args.shard}
     by_index = {r["index"]: r for r in rows}
     columns = _columns(args.proxies)
 
     results: dict[str, dict] = {}
     print(f"\nNAS-Bench-201, {len(union)} architectures ({args.n if not args.all else total} per seed, "
-          f"seeds {args.seeds}), batch {args.batch_size} of real CIFAR-10, torch threads {torch.get_num_threads()}")  # fmt: skip
+          f"seeds {args.seeds}), batch {args.batch_size} of real CIFAR-10, {_where(device)}")  # fmt: skip
     print("\n| proxy | " + " | ".join(f"{d} tau | {d} rho" for d in DATASETS) + " |")
     print("|---|" + "---|---|" * len(DATASETS))
     for col in columns:

@@ -42,9 +42,13 @@ from nas.benchmark import (
     ResultsCSV,
     _progress,
     _time_fwd_bwd,
+    _where,
+    parse_device,
+    parse_shard,
     rank_correlations,
     sample_indices,
     scatter_plot,
+    stored_indices,
 )
 from nas.data import DATASETS, cifar10_batch, nb201_table
 from nas.proxies.many import expand, failed, score_many
@@ -74,10 +78,12 @@ def score_architectures(
     init_seed: int = 0,
     csv_path: Path | None = None,
     progress: bool = True,
+    device: torch.device | str = "cpu",
 ) -> list[dict]:
     """Score the benchmark architectures ``indices`` with the proxies ``names`` (no votes).
 
-    Each network is initialized from the seed ``(init_seed, index)`` as in :mod:`nas.benchmark`.
+    Each network is initialized on the CPU from the seed ``(init_seed, index)`` as in
+    :mod:`nas.benchmark`, then moved to ``device``.
     Rows already in ``csv_path`` are reused; new rows are appended as they are computed.
     Each row holds the scores, ``sec_<proxy>`` (see :mod:`nas.proxies.many` for shared passes),
     ``sec_zoo`` (wall time of all proxies), ``sec_fwd_bwd`` (one plain forward+backward of the
@@ -86,7 +92,9 @@ def score_architectures(
     """
     space = spaces.get("nb201")
     table = nb201_table()
+    device = torch.device(device)
     x, y = cifar10_batch(batch_size, offset=batch_offset)
+    x, y = x.to(device), y.to(device)
     header = _header(names)
     store = ResultsCSV(csv_path, header)
     done = {i: _parse(r, header) for i, r in store.stored.items()}
@@ -99,7 +107,7 @@ def score_architectures(
                     rows.append(done[index])
                     continue
                 torch.manual_seed(init_seed * 1_000_003 + index)
-                model = space.build(space.decode(table.arch[index]), num_classes=10)
+                model = space.build(space.decode(table.arch[index]), num_classes=10).to(device)
                 row: dict = {"index": index, "arch": table.arch[index]}
                 row.update({d: float(table.accuracy[d][index]) for d in DATASETS})
                 start = time.perf_counter()
@@ -162,9 +170,20 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--batch-offset", type=int, default=0)
     parser.add_argument("--init-seed", type=int, default=0, help="seed of the networks' initialization")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    parser.add_argument("--shard", default=None, metavar="K/N",
+                        help="score only every N-th architecture from the K-th, write them and stop "
+                        "(concatenate the shards' scores.csv into one --out to get the table)")  # fmt: skip
     parser.add_argument("--out", type=Path, default=Path("runs/zoo/nb201"))
+    parser.add_argument("--stored-only", action="store_true",
+                        help="score nothing: the table over the sampled architectures already in --out's scores.csv")  # fmt: skip
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
+    try:
+        device = parse_device(args.device)
+        shard = parse_shard(args.shard) if args.shard else None
+    except ValueError as e:
+        parser.error(str(e))
 
     requested = args.proxies or [*proxies.available(), *available_votes()]
     try:
@@ -178,11 +197,26 @@ def main(argv: Sequence[str] | None = None) -> dict:
         torch.set_num_threads(args.threads)
     total = len(nb201_table())
     per_seed = {s: sample_indices(args.n, s, total) for s in args.seeds}
+    if args.stored_only:
+        try:
+            have = stored_indices(args.out / "scores.csv")
+        except ValueError as e:
+            parser.error(str(e))
+        per_seed = {s: [i for i in idx if i in have] for s, idx in per_seed.items()}
+        print("--stored-only: " + ", ".join(f"seed {s}: {len(idx)} stored" for s, idx in per_seed.items()))
+        per_seed = {s: idx for s, idx in per_seed.items() if len(idx) >= 3}
+        if not per_seed:
+            parser.error("--stored-only: no seed has 3 or more stored architectures")
+        args.seeds = list(per_seed)
     union = sorted({i for idx in per_seed.values() for i in idx})
     rows = score_architectures(
-        union, names, batch_size=args.batch_size, batch_offset=args.batch_offset,
-        init_seed=args.init_seed, csv_path=args.out / "scores.csv", progress=not args.no_progress,
+        union[shard[0] :: shard[1]] if shard else union, names, batch_size=args.batch_size,
+        batch_offset=args.batch_offset, init_seed=args.init_seed, csv_path=args.out / "scores.csv",
+        progress=not args.no_progress, device=device,
     )  # fmt: skip
+    if shard:
+        print(f"shard {args.shard}: {len(rows)} of {len(union)} architectures in {args.out / 'scores.csv'}")
+        return {"architectures": len(rows), "shard": args.shard}
     by_index = {r["index"]: r for r in rows}
     columns = [*shown, *votes]
 
@@ -209,7 +243,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     timing["fwd_bwd"] = {"seconds": statistics.median(r["sec_fwd_bwd"] for r in rows), "ratio": 1.0}
 
     print(f"\nNAS-Bench-201 proxy zoo: {len(union)} architectures ({args.n} per seed, seeds {args.seeds}), "
-          f"batch {args.batch_size} of real CIFAR-10, init seed {args.init_seed}, torch threads {torch.get_num_threads()}")  # fmt: skip
+          f"batch {args.batch_size} of real CIFAR-10, init seed {args.init_seed}, {_where(device)}")  # fmt: skip
     print("Votes are scored by their Copeland wins over each seed's sample. Times: median per architecture;"
           " ratio: median of per-architecture (proxy seconds / plain forward+backward seconds).\n")  # fmt: skip
     head = ["proxy", "published C10 rho"] + [f"{d} {m}" for d in DATASETS for m in ("tau", "rho")]

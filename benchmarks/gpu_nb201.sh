@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# NAS-Bench-201 scoring on one CUDA machine with many cores, in one bounded run:
+#   1. WRCor, SynFlow and JacCor on all 15,625 cells (python -m nas.benchmark --all, sharded),
+#      the cache that benchmarks/search_nb201.py --seed-cache turns into search-quality tables;
+#   2. the proxy zoo on 3 x 1,000 sampled cells (python -m nas.zoo, sharded);
+#   3. on three spare CPU cores, the DDP search benchmark (benchmarks/search_ddp.py --n 200).
+# Each scoring process drives the GPU from one CPU core; CUDA MPS is used when it starts, so the
+# processes' small kernels can share the GPU. Every job is cut off after LIMIT seconds; the
+# scores written so far stay (the CSVs are appended row by row and a rerun resumes).
+#
+#   LIMIT=420 OUT=runs/gpu bash benchmarks/gpu_nb201.sh
+#
+# Results: $OUT/results.tar.gz (the shards' scores.csv, logs), $OUT/ddp.txt, $OUT/machine.txt.
+set -u
+cd "$(dirname "$0")/.."
+OUT=${OUT:-runs/gpu_nb201}
+LIMIT=${LIMIT:-420}
+ALL_SHARDS=${ALL_SHARDS:-7}
+ZOO_SHARDS=${ZOO_SHARDS:-6}
+WORK=${WORK:-/tmp/nb201_gpu}
+PY=${PY:-python3}
+DEVICE=${DEVICE:-cuda}
+mkdir -p "$OUT" "$WORK/logs"
+export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 NAS_NO_PROGRESS=1
+
+{
+  date -u
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+  echo "cores: $(nproc --all)"
+  $PY -c "import torch, timm, lightning; print('torch', torch.__version__, 'timm', timm.__version__, 'lightning', lightning.__version__)"
+} >"$OUT/machine.txt" 2>&1
+
+# CUDA MPS lets the scoring processes' kernels run side by side; fall back to plain
+# time-slicing when the daemon does not start or a client cannot reach it.
+export CUDA_MPS_PIPE_DIRECTORY=$WORK/mps CUDA_MPS_LOG_DIRECTORY=$WORK/mps-log
+mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
+mps=off
+if command -v nvidia-cuda-mps-control >/dev/null && nvidia-cuda-mps-control -d 2>>"$OUT/machine.txt"; then
+  if timeout 60 $PY -c "import torch; torch.ones(1, device='cuda').sum().item()" 2>>"$OUT/machine.txt"; then
+    mps=on
+  else
+    echo quit | nvidia-cuda-mps-control
+    unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY
+  fi
+else
+  unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY
+fi
+echo "mps: $mps" >>"$OUT/machine.txt"
+
+pids=()
+core=0
+for ((k = 0; k < ALL_SHARDS; k++)); do
+  timeout "$LIMIT" taskset -c $core $PY -m nas.benchmark --all --proxies wrcor synflow jacob_cov \
+    --device "$DEVICE" --threads 1 --shard "$k/$ALL_SHARDS" --out "$WORK/all/$k" --no-progress \
+    >"$WORK/logs/all_$k.log" 2>&1 &
+  pids+=($!)
+  core=$((core + 1))
+done
+for ((k = 0; k < ZOO_SHARDS; k++)); do
+  timeout "$LIMIT" taskset -c $core $PY -m nas.zoo --n 1000 --seeds 0 1 2 \
+    --device "$DEVICE" --threads 1 --shard "$k/$ZOO_SHARDS" --out "$WORK/zoo/$k" --no-progress \
+    >"$WORK/logs/zoo_$k.log" 2>&1 &
+  pids+=($!)
+  core=$((core + 1))
+done
+n=$(nproc --all)
+if ((n >= core + 3)); then
+  (
+    unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY
+    CUDA_VISIBLE_DEVICES= timeout "$LIMIT" $PY benchmarks/search_ddp.py --n 200 --concurrent \
+      --cpus-one $((n - 3)) --cpus-two $((n - 2)),$((n - 1))
+  ) >"$OUT/ddp.txt" 2>&1 &
+  pids+=($!)
+else
+  echo "skipped: $n cores leave none for the DDP benchmark" >"$OUT/ddp.txt"
+fi
+wait "${pids[@]}"
+[ "$mps" = on ] && echo quit | nvidia-cuda-mps-control
+
+# One CSV per job, shards concatenated (the header once).
+for job in all zoo; do
+  first=$(ls "$WORK/$job"/*/scores.csv 2>/dev/null | head -1)
+  [ -n "$first" ] || continue
+  mkdir -p "$WORK/merged/$job"
+  { head -1 "$first"; for f in "$WORK/$job"/*/scores.csv; do tail -n +2 "$f"; done; } >"$WORK/merged/$job/scores.csv"
+  echo "$job: $(($(wc -l <"$WORK/merged/$job/scores.csv") - 1)) rows" >>"$OUT/machine.txt"
+done
+tar czf "$OUT/results.tar.gz" -C "$WORK" merged logs
+date -u >>"$OUT/machine.txt"
