@@ -348,6 +348,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
             parser.error("--stored-only: no seed has 3 or more stored architectures")
         args.seeds = list(per_seed)
     union = sorted({i for idx in per_seed.values() for i in idx})
+    csv_path = args.out / "scores.csv"
+    fresh = len(set(union) - (stored_indices(csv_path) if csv_path.exists() else set()))
     rows = evaluate(
         union[shard[0] :: shard[1]] if shard else union, args.proxies, batch_size=args.batch_size,
         batch_offset=args.batch_offset, init_seed=args.init_seed, reference_timing=args.reference_timing,
@@ -361,7 +363,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
     results: dict[str, dict] = {}
     print(f"\nNAS-Bench-201, {len(union)} architectures ({args.n if not args.all else total} per seed, "
-          f"seeds {args.seeds}), batch {args.batch_size} of real CIFAR-10, {_where(device)}")  # fmt: skip
+          f"seeds {args.seeds}), batch {args.batch_size} of real CIFAR-10, {fresh} scored in this run on {_where(device)}")  # fmt: skip
     print("\n| proxy | " + " | ".join(f"{d} tau | {d} rho" for d in DATASETS) + " |")
     print("|---|" + "---|---|" * len(DATASETS))
     for col in columns:

@@ -209,6 +209,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
             parser.error("--stored-only: no seed has 3 or more stored architectures")
         args.seeds = list(per_seed)
     union = sorted({i for idx in per_seed.values() for i in idx})
+    csv_path = args.out / "scores.csv"
+    fresh = len(set(union) - (stored_indices(csv_path) if csv_path.exists() else set()))
     rows = score_architectures(
         union[shard[0] :: shard[1]] if shard else union, names, batch_size=args.batch_size,
         batch_offset=args.batch_offset, init_seed=args.init_seed, csv_path=args.out / "scores.csv",
@@ -243,7 +245,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     timing["fwd_bwd"] = {"seconds": statistics.median(r["sec_fwd_bwd"] for r in rows), "ratio": 1.0}
 
     print(f"\nNAS-Bench-201 proxy zoo: {len(union)} architectures ({args.n} per seed, seeds {args.seeds}), "
-          f"batch {args.batch_size} of real CIFAR-10, init seed {args.init_seed}, {_where(device)}")  # fmt: skip
+          f"batch {args.batch_size} of real CIFAR-10, init seed {args.init_seed}, {fresh} scored in this run on {_where(device)}")  # fmt: skip
     print("Votes are scored by their Copeland wins over each seed's sample. Times: median per architecture;"
           " ratio: median of per-architecture (proxy seconds / plain forward+backward seconds).\n")  # fmt: skip
     head = ["proxy", "published C10 rho"] + [f"{d} {m}" for d in DATASETS for m in ("tau", "rho")]
