@@ -53,3 +53,44 @@ def test_unknown_proxy_is_rejected(capsys) -> None:
     with pytest.raises(SystemExit):
         benchmark.main(["--proxies", "nope"])
     assert "unknown proxy 'nope'" in capsys.readouterr().err
+
+
+def test_shards_merge_into_the_unsharded_table(tmp_path, capsys) -> None:
+    base = ["--n", "4", "--seeds", "0", "--proxies", "params", "synflow", "--batch-size", "8", "--no-progress"]
+    for k in (0, 1):
+        summary = benchmark.main([*base, "--shard", f"{k}/2", "--out", str(tmp_path / f"s{k}")])
+        assert summary["architectures"] == 2
+    shards = [list(csv.DictReader(open(tmp_path / f"s{k}" / "scores.csv", newline=""))) for k in (0, 1)]
+    assert not {r["index"] for r in shards[0]} & {r["index"] for r in shards[1]}
+    merged = tmp_path / "merged"
+    merged.mkdir()
+    with open(merged / "scores.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(shards[0][0]))
+        writer.writeheader()
+        writer.writerows([*shards[0], *shards[1]])
+    capsys.readouterr()
+    from_shards = benchmark.main([*base, "--out", str(merged)])
+    assert "0 scored in this run" in capsys.readouterr().out
+    whole = benchmark.main([*base, "--out", str(tmp_path / "whole")])
+    assert from_shards["correlations"] == whole["correlations"]
+
+
+def test_stored_only_tables_what_is_stored(tmp_path, capsys) -> None:
+    base = ["--n", "6", "--seeds", "0", "--proxies", "params", "--batch-size", "8", "--no-progress", "--out", str(tmp_path)]
+    with pytest.raises(SystemExit):
+        benchmark.main([*base, "--stored-only"])
+    assert "does not exist" in capsys.readouterr().err
+    benchmark.main([*base, "--shard", "0/2"])
+    summary = benchmark.main([*base, "--stored-only"])
+    assert "seed 0: 3 stored" in capsys.readouterr().out
+    assert summary["architectures"] == 3
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [("--shard", "2/2", "0 <= K < N"), ("--shard", "a/b", "K/N"), ("--device", "tpu", "cpu, cuda, cuda:N or auto")],
+)
+def test_bad_shard_and_device_are_rejected(flag, value, message, capsys) -> None:
+    with pytest.raises(SystemExit):
+        benchmark.main(["--n", "2", flag, value])
+    assert message in capsys.readouterr().err
