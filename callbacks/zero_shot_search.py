@@ -16,6 +16,7 @@ from typing_extensions import override
 
 import nas
 from nas import search as nas_search
+from nas.progress import progress_bar
 from nas.search.runner import (
     CandidateScorer,
     RunFolder,
@@ -308,21 +309,7 @@ class _Progress:
 
     def __enter__(self) -> _Progress:
         if self.enabled:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TaskProgressColumn,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )  # fmt: skip
-
-            self._bar = Progress(
-                TextColumn("search"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
-                TextColumn("{task.fields[rate]} cand/s"), TimeElapsedColumn(), TimeRemainingColumn(),
-                TextColumn("best {task.fields[best]}"),
-            )  # fmt: skip
+            self._bar = progress_bar(label="search", rate=True, best=True)
             self._bar.start()
             self._task = self._bar.add_task("search", total=self.total, completed=self.done, rate="-", best="-")
             self._start, self._first = time.perf_counter(), self.done

@@ -33,6 +33,7 @@ from scipy import stats
 
 from nas import proxies, spaces
 from nas.data import DATASETS, cifar10_batch, nb201_table
+from nas.progress import progress_bar
 from nas.proxies.wrcor import WEIGHTINGS, wrcor_family
 
 FAMILY = "wrcor-family"
@@ -91,6 +92,48 @@ def stored_indices(path: Path) -> set[int]:
         raise ValueError(f"--stored-only: {path} does not exist")
     with path.open(newline="") as f:
         return {int(r["index"]) for r in csv.DictReader(f)}
+
+
+def add_run_arguments(parser: argparse.ArgumentParser, out: Path) -> None:
+    """The options :mod:`nas.benchmark` and :mod:`nas.zoo` share: threads, device, shard, output."""
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    parser.add_argument("--shard", default=None, metavar="K/N",
+                        help="score only every N-th architecture from the K-th, write them and stop "
+                        "(concatenate the shards' scores.csv into one --out to get the table)")  # fmt: skip
+    parser.add_argument("--out", type=Path, default=out)
+    parser.add_argument("--stored-only", action="store_true",
+                        help="score nothing: the table over the sampled architectures already in --out's scores.csv")  # fmt: skip
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def resolve_run_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[torch.device, tuple[int, int] | None]:
+    """Check ``--device`` and ``--shard`` (a usage error names the bad value); apply ``--threads``."""
+    try:
+        device = parse_device(args.device)
+        shard = parse_shard(args.shard) if args.shard else None
+    except ValueError as e:
+        parser.error(str(e))
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    return device, shard
+
+
+def keep_stored(parser: argparse.ArgumentParser, args: argparse.Namespace, per_seed: dict[int, list[int]]) -> dict[int, list[int]]:
+    """With ``--stored-only``, each seed's sample cut to what ``--out`` holds (seeds with < 3 dropped)."""
+    if not args.stored_only:
+        return per_seed
+    try:
+        have = stored_indices(args.out / "scores.csv")
+    except ValueError as e:
+        parser.error(str(e))
+    per_seed = {s: [i for i in idx if i in have] for s, idx in per_seed.items()}
+    print("--stored-only: " + ", ".join(f"seed {s}: {len(idx)} stored" for s, idx in per_seed.items()))
+    per_seed = {s: idx for s, idx in per_seed.items() if len(idx) >= 3}
+    if not per_seed:
+        parser.error("--stored-only: no seed has 3 or more stored architectures")
+    args.seeds = list(per_seed)
+    return per_seed
 
 
 def sample_indices(n: int | None, seed: int, total: int) -> list[int]:
@@ -242,20 +285,7 @@ def _parse_row(raw: dict, columns: Sequence[str], proxy_names: Sequence[str]) ->
 
 
 def _progress(enabled: bool):
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TaskProgressColumn,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )  # fmt: skip
-
-    return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
-        TimeElapsedColumn(), TimeRemainingColumn(), disable=not enabled,
-    )  # fmt: skip
+    return progress_bar(enabled)
 
 
 def _where(device: torch.device) -> str:
@@ -312,41 +342,17 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--init-seed", type=int, default=0, help="seed of the networks' initialization")
     parser.add_argument("--reference-timing", type=int, default=0, metavar="K",
                         help="also time one plain forward+backward on the first K architectures")  # fmt: skip
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
-    parser.add_argument("--shard", default=None, metavar="K/N",
-                        help="score only every N-th architecture from the K-th, write them and stop "
-                        "(concatenate the shards' scores.csv into one --out to get the table)")  # fmt: skip
-    parser.add_argument("--out", type=Path, default=Path("runs/benchmark/nb201"))
-    parser.add_argument("--stored-only", action="store_true",
-                        help="score nothing: the table over the sampled architectures already in --out's scores.csv")  # fmt: skip
-    parser.add_argument("--no-progress", action="store_true")
+    add_run_arguments(parser, Path("runs/benchmark/nb201"))
     args = parser.parse_args(argv)
-    try:
-        device = parse_device(args.device)
-        shard = parse_shard(args.shard) if args.shard else None
-    except ValueError as e:
-        parser.error(str(e))
+    device, shard = resolve_run_arguments(parser, args)
 
     known = set(proxies.available()) | {FAMILY}
     bad = [p for p in args.proxies if p not in known]
     if bad:
         parser.error(f"unknown proxy {bad[0]!r}; available: {', '.join(sorted(known))}")
-    if args.threads:
-        torch.set_num_threads(args.threads)
     total = len(nb201_table())
     per_seed = {s: sample_indices(None if args.all else args.n, s, total) for s in args.seeds}
-    if args.stored_only:
-        try:
-            have = stored_indices(args.out / "scores.csv")
-        except ValueError as e:
-            parser.error(str(e))
-        per_seed = {s: [i for i in idx if i in have] for s, idx in per_seed.items()}
-        print("--stored-only: " + ", ".join(f"seed {s}: {len(idx)} stored" for s, idx in per_seed.items()))
-        per_seed = {s: idx for s, idx in per_seed.items() if len(idx) >= 3}
-        if not per_seed:
-            parser.error("--stored-only: no seed has 3 or more stored architectures")
-        args.seeds = list(per_seed)
+    per_seed = keep_stored(parser, args, per_seed)
     union = sorted({i for idx in per_seed.values() for i in idx})
     csv_path = args.out / "scores.csv"
     fresh = len(set(union) - (stored_indices(csv_path) if csv_path.exists() else set()))

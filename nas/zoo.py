@@ -43,9 +43,10 @@ from nas.benchmark import (
     _progress,
     _time_fwd_bwd,
     _where,
-    parse_device,
-    parse_shard,
+    add_run_arguments,
+    keep_stored,
     rank_correlations,
+    resolve_run_arguments,
     sample_indices,
     scatter_plot,
     stored_indices,
@@ -169,21 +170,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--batch-offset", type=int, default=0)
     parser.add_argument("--init-seed", type=int, default=0, help="seed of the networks' initialization")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
-    parser.add_argument("--shard", default=None, metavar="K/N",
-                        help="score only every N-th architecture from the K-th, write them and stop "
-                        "(concatenate the shards' scores.csv into one --out to get the table)")  # fmt: skip
-    parser.add_argument("--out", type=Path, default=Path("runs/zoo/nb201"))
-    parser.add_argument("--stored-only", action="store_true",
-                        help="score nothing: the table over the sampled architectures already in --out's scores.csv")  # fmt: skip
-    parser.add_argument("--no-progress", action="store_true")
+    add_run_arguments(parser, Path("runs/zoo/nb201"))
     args = parser.parse_args(argv)
-    try:
-        device = parse_device(args.device)
-        shard = parse_shard(args.shard) if args.shard else None
-    except ValueError as e:
-        parser.error(str(e))
+    device, shard = resolve_run_arguments(parser, args)
 
     requested = args.proxies or [*proxies.available(), *available_votes()]
     try:
@@ -193,21 +182,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     votes = [v for v in dict.fromkeys(requested) if v in available_votes()]
     shown = [n for n in dict.fromkeys(requested) if n not in votes]
     shown += [n for n in names if n not in shown]  # vote members are scored and shown too
-    if args.threads:
-        torch.set_num_threads(args.threads)
     total = len(nb201_table())
     per_seed = {s: sample_indices(args.n, s, total) for s in args.seeds}
-    if args.stored_only:
-        try:
-            have = stored_indices(args.out / "scores.csv")
-        except ValueError as e:
-            parser.error(str(e))
-        per_seed = {s: [i for i in idx if i in have] for s, idx in per_seed.items()}
-        print("--stored-only: " + ", ".join(f"seed {s}: {len(idx)} stored" for s, idx in per_seed.items()))
-        per_seed = {s: idx for s, idx in per_seed.items() if len(idx) >= 3}
-        if not per_seed:
-            parser.error("--stored-only: no seed has 3 or more stored architectures")
-        args.seeds = list(per_seed)
+    per_seed = keep_stored(parser, args, per_seed)
     union = sorted({i for idx in per_seed.values() for i in idx})
     csv_path = args.out / "scores.csv"
     fresh = len(set(union) - (stored_indices(csv_path) if csv_path.exists() else set()))
