@@ -68,7 +68,8 @@ class Speed(Callback):
 
 
 def run(label, **fit_kwargs):
-    module = ClassificationModule(model_name, num_classes=1000, channels_last=True, lr=0.1, label_smoothing=0.1)
+    module = ClassificationModule(model_name, num_classes=1000, channels_last=True, lr=0.1, lr_reference_batch=None,
+                                  label_smoothing=0.1)
     speed = Speed()
     trainer = Trainer(accelerator="gpu", devices=1, precision="bf16-mixed", max_steps=warmup + steps,
                       limit_val_batches=0, logger=False, enable_checkpointing=False, enable_progress_bar=False,

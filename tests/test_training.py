@@ -380,3 +380,27 @@ def test_sbatch_directives_and_launch_line() -> None:
     ):
         assert re.search(rf'{re.escape(flag)}\s+"\${var}"', launch), flag
     assert "--config" in launch and "--ckpt_path" in launch
+
+
+class _Stream(torch.utils.data.IterableDataset):
+    """An unsized stream of batches (no ``__len__``), as from a streaming loader."""
+
+    def __iter__(self):
+        gen = torch.Generator().manual_seed(0)
+        while True:
+            yield torch.randn(8, 3, 32, 32, generator=gen), torch.randint(0, 10, (8,), generator=gen)
+
+
+def test_an_unsized_loader_trains_with_max_steps_and_warmup_epochs_is_refused(tmp_path: Path) -> None:
+    loader = torch.utils.data.DataLoader(_Stream(), batch_size=None)
+    module = ClassificationModule("nb201", {"arch": RESNET_CELL, **TINY}, num_classes=10, lr_reference_batch=None)
+    trainer = Trainer(accelerator="cpu", max_steps=3, default_root_dir=tmp_path, logger=False,
+                      enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+    trainer.fit(module, train_dataloaders=loader)
+    assert trainer.global_step == 3
+    warm = ClassificationModule("nb201", {"arch": RESNET_CELL, **TINY}, num_classes=10, warmup_epochs=1,
+                                lr_reference_batch=None)
+    trainer = Trainer(accelerator="cpu", max_steps=3, default_root_dir=tmp_path, logger=False,
+                      enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+    with pytest.raises(ValueError, match=r"warmup_epochs=1 needs a train loader with a length"):
+        trainer.fit(warm, train_dataloaders=loader)

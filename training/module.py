@@ -400,10 +400,17 @@ class ClassificationModule(LightningModule):
             raise ValueError(
                 f"training has {total_steps} optimizer steps; check max_epochs/max_steps"
             )
-        steps_per_epoch = math.ceil(
-            self.trainer.num_training_batches / self.trainer.accumulate_grad_batches
-        )
-        warmup_steps = min(round(hp.warmup_epochs * steps_per_epoch), total_steps - 1)
+        batches = self.trainer.num_training_batches
+        if math.isfinite(batches):
+            steps_per_epoch = math.ceil(batches / self.trainer.accumulate_grad_batches)
+            warmup_steps = min(round(hp.warmup_epochs * steps_per_epoch), total_steps - 1)
+        elif hp.warmup_epochs == 0:
+            warmup_steps = 0  # an unsized loader (streaming, max_steps): the schedule needs no epoch length
+        else:
+            raise ValueError(
+                f"warmup_epochs={hp.warmup_epochs} needs a train loader with a length: an epoch of an "
+                "unsized loader has no known number of steps; set warmup_epochs=0"
+            )
         lr = self.peak_lr()
         groups = weight_decay_groups(self.network, hp.weight_decay)
         if hp.optimizer == "sgd":
