@@ -2,7 +2,8 @@
 
 Scores the 64 NAS-Bench-201 cells whose six edges are all convolutions (every mix of 1x1 and 3x3)
 with several initializations each, and prints, per number of 3x3 convolutions, the mean true
-CIFAR-10 test accuracy and the mean score of
+CIFAR-10 test accuracy and the mean score of (then the Spearman correlations of every ablation of
+the paper's machinery, from the same pass)
 
 - ``wrcor``: this project's WRCor (the paper's definition: every activation module's input and
   the loss gradient at that same tensor);
@@ -30,6 +31,7 @@ import torch
 
 import nas
 from nas.data import cifar10_batch
+from nas.proxies.wrcor import wrcor_family
 
 
 def _abs_corr(t: torch.Tensor) -> torch.Tensor | None:
@@ -94,9 +96,9 @@ def main() -> None:
         for seed in range(args.inits):
             torch.manual_seed(10_000 + seed)
             model = space.build(arch, num_classes=10)
-            w = nas.proxies.score("wrcor", model, x, y).score
+            family = wrcor_family(model, x, y)
             h = hooked_score(model, x, y)
-            rows.append((ops.count("nor_conv_3x3"), space.accuracy(arch, "cifar10"), w, h))
+            rows.append((ops.count("nor_conv_3x3"), space.accuracy(arch, "cifar10"), family["wrcor"], h, family))
     print(f"64 all-convolution NAS-Bench-201 cells x {args.inits} initializations, batch 64 of real CIFAR-10")
     print("| #3x3 | cells | mean C10 test acc | mean wrcor | mean hooked |")
     print("|---|---|---|---|---|")
@@ -106,9 +108,15 @@ def main() -> None:
               f"{statistics.fmean(r[2] for r in sel):.2f} | {statistics.fmean(r[3] for r in sel):.2f} |")  # fmt: skip
     from scipy import stats
 
-    acc = [r[1] for r in rows]
+    acc, n3 = [r[1] for r in rows], [r[0] for r in rows]
     for i, name in ((2, "wrcor"), (3, "hooked")):
         print(f"Spearman with C10 accuracy over these cells, {name}: {stats.spearmanr([r[i] for r in rows], acc).statistic:.3f}")
+    print("\nThe paper's ablations on the same cells (one forward/backward each, nas.proxies.wrcor.wrcor_family):")
+    print("| variant | Spearman with C10 acc | Spearman with #3x3 |")
+    print("|---|---|---|")
+    for key in rows[0][4]:
+        values = [r[4][key] for r in rows]
+        print(f"| {key} | {stats.spearmanr(values, acc).statistic:+.3f} | {stats.spearmanr(values, n3).statistic:+.3f} |")
 
 
 if __name__ == "__main__":
