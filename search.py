@@ -17,8 +17,10 @@ any optimizer step, and hands the winner to the LightningModule; with ``trainer.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
@@ -44,7 +46,15 @@ class SearchCLI(LightningCLI):
 
 
 def main(args: Sequence[str] | None = None) -> Winner:
-    """Run the search (and training, if ``trainer.max_epochs > 0``); returns the winner."""
+    """Run the search (and training, if ``trainer.max_epochs > 0``); returns the winner.
+
+    The default configuration applies only when no ``--config`` is given, so a configuration
+    such as ``mbv2_imagenet.yaml`` never inherits NAS-Bench-201 values it does not set.
+    """
+    argv = list(sys.argv[1:] if args is None else args)
+    parser_kwargs: dict[str, Any] = {"parser_mode": "omegaconf"}
+    if not any(a == "--config" or a.startswith("--config=") for a in argv):
+        parser_kwargs["default_config_files"] = [str(DEFAULT_CONFIG)]
     cli = SearchCLI(
         ClassificationModule,
         LightningDataModule,
@@ -53,7 +63,7 @@ def main(args: Sequence[str] | None = None) -> Winner:
         args=args,
         seed_everything_default=0,
         save_config_callback=None,
-        parser_kwargs={"parser_mode": "omegaconf", "default_config_files": [str(DEFAULT_CONFIG)]},
+        parser_kwargs=parser_kwargs,
     )
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     search = next(cb for cb in cli.trainer.callbacks if isinstance(cb, ZeroShotSearch))

@@ -173,7 +173,8 @@ class ZeroShotSearch(Callback):
             trainer.strategy.barrier("zero_shot_search_folder")
         resumed = folder.count
         map_fn = serial_map(scorer) if world == 1 else _distributed_map(scorer, rank, world)
-        with _Progress(self.progress and writer, self.num_candidates, resumed) as bar:
+        tracked = None if self.objective.vote is not None else self.objective.members[0]
+        with _Progress(self.progress and writer, self.num_candidates, resumed, tracked) as bar:
             result = run_search(algo, folder, map_fn, top_k=self.top_k, on_progress=bar.update)
         self.ranking = result.ranking
         arch_str, best_scores = result.ranking[0]
@@ -231,7 +232,10 @@ class ZeroShotSearch(Callback):
                 if have >= self.batch_size:
                     break
             if have < self.batch_size:
-                raise ValueError(f"the datamodule's train loader holds {have} samples; the scoring batch needs {self.batch_size}")
+                raise ValueError(
+                    f"the datamodule's train loader yields {have} samples; the scoring batch needs {self.batch_size} "
+                    "(a loader that drops its last incomplete batch yields nothing when its batch size exceeds the data)"
+                )
         payload = (torch.cat(xs)[: self.batch_size], torch.cat(ys)[: self.batch_size]) if xs else None
         if trainer.world_size > 1:
             payload = trainer.strategy.broadcast(payload, src=0)
@@ -300,11 +304,15 @@ def _distributed_map(scorer: CandidateScorer, rank: int, world: int):
 
 
 class _Progress:
-    """A rich progress bar with candidates/s and ETA (no-op when disabled)."""
+    """A rich progress bar with candidates/s, ETA and the best score (no-op when disabled).
 
-    def __init__(self, enabled: bool, total: int, done: int) -> None:
+    ``tracked`` names the proxy whose best value is shown; a vote has no single score, so none
+    is shown for it (``None``).
+    """
+
+    def __init__(self, enabled: bool, total: int, done: int, tracked: str | None = None) -> None:
         self.enabled = enabled and os.environ.get("NAS_NO_PROGRESS") != "1"
-        self.total, self.done = total, done
+        self.total, self.done, self.tracked = total, done, tracked
         self._bar = None
 
     def __enter__(self) -> _Progress:
@@ -322,7 +330,8 @@ class _Progress:
         if scored is not None and scored.scores and scored.scores[0] > self._best:
             self._best = scored.scores[0]
         rate = (done - self._first) / max(time.perf_counter() - self._start, 1e-9)
-        self._bar.update(self._task, completed=done, rate=f"{rate:.2f}", best=f"{self._best:.2f}")
+        best = f"{self.tracked} {self._best:.2f}" if self.tracked else "by vote at the end"
+        self._bar.update(self._task, completed=done, rate=f"{rate:.2f}", best=best)
 
     def __exit__(self, *exc: object) -> None:
         if self._bar is not None:
