@@ -76,6 +76,8 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=Path("runs/search_bench/scores.csv"))
     parser.add_argument("--seed-cache", type=Path, default=None)
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--children-per-step", type=int, default=None,
+                        help="evolution: children bred per population state (the paper's R-EA: 1; default: the algorithm's)")  # fmt: skip
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     args = parser.parse_args()
     try:
@@ -93,7 +95,8 @@ def main() -> None:
         accs = []
         for seed in args.seeds:
             start = time.perf_counter()
-            algo = create(name, space, objective, args.n, seed=seed)
+            kwargs = {"children_per_step": args.children_per_step} if name == "evolution" and args.children_per_step else {}
+            algo = create(name, space, objective, args.n, seed=seed, **kwargs)
             while not algo.done:
                 archs = algo.ask()
                 if not archs:
