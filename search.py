@@ -26,11 +26,6 @@ from lightning.pytorch import LightningDataModule
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 import datamodules  # noqa: F401  (so class_path: datamodules.X resolves)
-
-try:  # imported here so the short name --data FFCVDataModule resolves too
-    from datamodules import FFCVDataModule  # noqa: F401
-except ImportError:  # FFCV's compiled extension is missing: the other datamodules still work
-    pass
 from callbacks import ZeroShotSearch
 from nas.winner import Winner
 from training import ClassificationModule

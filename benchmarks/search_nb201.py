@@ -36,8 +36,7 @@ class CachedScorer:
     ) -> None:
         self.objective, self.cache, self.device = objective, cache, torch.device(device)
         self.space = nas.spaces.get("nb201")
-        x, y = cifar10_batch(batch_size)
-        self.x, self.y = x.to(self.device), y.to(self.device)
+        self.x, self.y = cifar10_batch(batch_size, device=self.device)
         self.table: dict[str, tuple[float, ...]] = {}
         for path in (seed_cache, cache):
             if path is not None and path.exists():

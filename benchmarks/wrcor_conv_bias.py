@@ -31,16 +31,14 @@ import torch
 
 import nas
 from nas.data import cifar10_batch
-from nas.proxies.wrcor import wrcor_family
+from nas.proxies.wrcor import _abs_corr, wrcor_family
+
+REL_TOL = 100 * torch.finfo(torch.float32).eps  # WRCor's own test for a constant response
 
 
-def _abs_corr(t: torch.Tensor) -> torch.Tensor | None:
-    x = t.detach().flatten(1).double()
-    x = x - x.mean(1, keepdim=True)
-    norm = x.norm(dim=1)
-    if (norm == 0).any():
-        return None  # the published code skips such (NaN) matrices
-    return ((x @ x.T) / torch.outer(norm, norm)).abs()
+def _corr(t: torch.Tensor) -> torch.Tensor | None:
+    """WRCor's |Pearson| matrix of a response, or None where it is undefined (skipped, as published)."""
+    return _abs_corr(t.detach().flatten(1), REL_TOL)[0]
 
 
 def hooked_score(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
@@ -54,13 +52,13 @@ def hooked_score(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> fl
     handles = []
 
     def on_forward(module, inputs, output):
-        c = _abs_corr(inputs[0])
+        c = _corr(inputs[0])
         if c is not None:
             k.add_(c * 2.0 ** layer_of[module])
 
     def on_backward(module, grad_input, grad_output):
         if grad_input[0] is not None:
-            c = _abs_corr(grad_input[0])
+            c = _corr(grad_input[0])
             if c is not None:
                 k.add_(c * 2.0 ** layer_of[module])
 

@@ -233,8 +233,7 @@ def evaluate(
             proxies.get(name)
     space = spaces.get("nb201")
     table = nb201_table()
-    x, y = cifar10_batch(batch_size, offset=batch_offset)
-    x, y = x.to(device), y.to(device)
+    x, y = cifar10_batch(batch_size, offset=batch_offset, device=device)
     columns = _columns(proxy_names)
     header = ["index", "arch", *DATASETS, *columns, *[f"sec_{p}" for p in proxy_names], "sec_fwd_bwd"]
 
@@ -244,7 +243,7 @@ def evaluate(
     todo = [i for i in indices if i not in done]
     timed = 0
     try:
-        bar = _progress(progress)
+        bar = progress_bar(progress)
         with bar:
             task = bar.add_task("scoring", total=len(indices), completed=len(indices) - len(todo))
             for index in indices:
@@ -282,10 +281,6 @@ def _parse_row(raw: dict, columns: Sequence[str], proxy_names: Sequence[str]) ->
     for key in [*DATASETS, *columns, *[f"sec_{p}" for p in proxy_names], "sec_fwd_bwd"]:
         row[key] = float(raw[key])
     return row
-
-
-def _progress(enabled: bool):
-    return progress_bar(enabled)
 
 
 def _where(device: torch.device) -> str:
@@ -359,7 +354,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     rows = evaluate(
         union[shard[0] :: shard[1]] if shard else union, args.proxies, batch_size=args.batch_size,
         batch_offset=args.batch_offset, init_seed=args.init_seed, reference_timing=args.reference_timing,
-        csv_path=args.out / "scores.csv", progress=not args.no_progress, device=device,
+        csv_path=csv_path, progress=not args.no_progress, device=device,
     )  # fmt: skip
     if shard:
         print(f"shard {args.shard}: {len(rows)} of {len(union)} architectures in {args.out / 'scores.csv'}")

@@ -40,7 +40,6 @@ import torch
 from nas import proxies, spaces
 from nas.benchmark import (
     ResultsCSV,
-    _progress,
     _time_fwd_bwd,
     _where,
     add_run_arguments,
@@ -52,6 +51,7 @@ from nas.benchmark import (
     stored_indices,
 )
 from nas.data import DATASETS, cifar10_batch, nb201_table
+from nas.progress import progress_bar
 from nas.proxies.many import expand, failed, score_many
 from nas.proxies.vote import available_votes, get_vote
 
@@ -94,14 +94,13 @@ def score_architectures(
     space = spaces.get("nb201")
     table = nb201_table()
     device = torch.device(device)
-    x, y = cifar10_batch(batch_size, offset=batch_offset)
-    x, y = x.to(device), y.to(device)
+    x, y = cifar10_batch(batch_size, offset=batch_offset, device=device)
     header = _header(names)
     store = ResultsCSV(csv_path, header)
     done = {i: _parse(r, header) for i, r in store.stored.items()}
     rows: list[dict] = []
     try:
-        with _progress(progress) as bar:
+        with progress_bar(progress) as bar:
             task = bar.add_task("zoo", total=len(indices), completed=sum(i in done for i in indices))
             for index in indices:
                 if index in done:
@@ -190,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     fresh = len(set(union) - (stored_indices(csv_path) if csv_path.exists() else set()))
     rows = score_architectures(
         union[shard[0] :: shard[1]] if shard else union, names, batch_size=args.batch_size,
-        batch_offset=args.batch_offset, init_seed=args.init_seed, csv_path=args.out / "scores.csv",
+        batch_offset=args.batch_offset, init_seed=args.init_seed, csv_path=csv_path,
         progress=not args.no_progress, device=device,
     )  # fmt: skip
     if shard:
