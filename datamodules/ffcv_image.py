@@ -7,8 +7,10 @@ shards the data itself (``distributed=True``), so Lightning's sampler injection 
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -74,6 +76,18 @@ def read_beton(path: str | Path, what: str = ".beton file") -> Reader:
             f"{what} {str(path)!r} is truncated; rewrite it with datamodules.ffcv_writer"
         )
     return reader
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No garbage collection inside the block (restored as it was)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 class EpochLoader:
@@ -276,15 +290,20 @@ class FFCVDataModule(LightningDataModule):
     def _loader(
         self, reader: Reader, image: list[Any], device: torch.device, train: bool
     ) -> Loader:
-        return Loader(
-            reader.file_name,
-            batch_size=self.batch_size_per_device,
-            num_workers=self.num_workers,
-            order=self._order(train),
-            os_cache=self.os_cache,
-            drop_last=self.drop_last if train else False,
-            distributed=self._distributed,
-            seed=self.seed,
-            batches_ahead=self.batches_ahead,
-            pipelines={"image": image, "label": self._label_pipeline(device)},
-        )
+        # FFCV builds its pipeline code with ast.parse. On CPython before 3.11.8 and 3.12.1 a garbage
+        # collection inside that parse which runs finalizers (numba's dispatchers have some) can
+        # fail it with "SystemError: AST constructor recursion depth mismatch" (CPython gh-106905),
+        # so the collector waits until the loader is built.
+        with _gc_paused():
+            return Loader(
+                reader.file_name,
+                batch_size=self.batch_size_per_device,
+                num_workers=self.num_workers,
+                order=self._order(train),
+                os_cache=self.os_cache,
+                drop_last=self.drop_last if train else False,
+                distributed=self._distributed,
+                seed=self.seed,
+                batches_ahead=self.batches_ahead,
+                pipelines={"image": image, "label": self._label_pipeline(device)},
+            )
