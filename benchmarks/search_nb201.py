@@ -9,7 +9,9 @@ seeds that meet the same architecture score it once.
 
 ``benchmarks/results/nb201_all_cells.csv.gz`` holds WRCor, SynFlow and JacCor of all 15,625 cells
 (``python -m nas.benchmark --all``, same batch and initialization rule), so as a seed cache it
-turns every search with ``--proxy wrcor`` or ``--proxy sjw`` into table lookups.
+turns every search with ``--proxy wrcor`` or ``--proxy sjw`` into table lookups;
+``nb201_all_cells_init1.csv.gz`` and ``_init2`` hold the same under two other initializations
+(pass the matching ``--init-seed``).
 """
 
 from __future__ import annotations
@@ -32,9 +34,16 @@ from nas.search import Objective, create
 
 class CachedScorer:
     def __init__(
-        self, objective: Objective, cache: Path, seed_cache: Path | None, batch_size: int, device: str = "cpu"
+        self,
+        objective: Objective,
+        cache: Path,
+        seed_cache: Path | None,
+        batch_size: int,
+        device: str = "cpu",
+        init_seed: int = 0,
     ) -> None:
         self.objective, self.cache, self.device = objective, cache, torch.device(device)
+        self.init_seed = init_seed
         self.space = nas.spaces.get("nb201")
         self.x, self.y = cifar10_batch(batch_size, device=self.device)
         self.table: dict[str, tuple[float, ...]] = {}
@@ -55,7 +64,7 @@ class CachedScorer:
     def __call__(self, arch) -> tuple[float, ...]:
         key = self.space.encode(arch)
         if key not in self.table:
-            torch.manual_seed(self.space.index(arch))  # the rule of nas.benchmark with init_seed 0
+            torch.manual_seed(self.init_seed * 1_000_003 + self.space.index(arch))  # nas.benchmark's rule
             model = self.space.build(arch, num_classes=10).to(self.device)
             values = tuple(nas.proxies.score(m, model, self.x, self.y).score for m in self.objective.members)
             self.table[key] = values
@@ -78,6 +87,8 @@ def main() -> None:
     parser.add_argument("--children-per-step", type=int, default=None,
                         help="evolution: children bred per population state (the paper's R-EA: 1; default: the algorithm's)")  # fmt: skip
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    parser.add_argument("--init-seed", type=int, default=0,
+                        help="seed of the networks' initialization (as nas.benchmark's; must match --seed-cache)")  # fmt: skip
     args = parser.parse_args()
     try:
         device = parse_device(args.device)
@@ -86,10 +97,11 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     objective = Objective(args.proxy)
-    scorer = CachedScorer(objective, args.cache, args.seed_cache, args.batch_size, device)
+    scorer = CachedScorer(objective, args.cache, args.seed_cache, args.batch_size, device, args.init_seed)
     space, table = nas.spaces.get("nb201"), nb201_table()
     best_possible = table.accuracy["cifar10"].max()
-    print(f"NAS-Bench-201 CIFAR-10, proxy {args.proxy}, N = {args.n}, batch {args.batch_size}, seeds {args.seeds}")
+    print(f"NAS-Bench-201 CIFAR-10, proxy {args.proxy}, N = {args.n}, batch {args.batch_size}, seeds {args.seeds}, "
+          f"init seed {args.init_seed}")  # fmt: skip
     for name in args.algorithms:
         accs = []
         for seed in args.seeds:

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# How much of each proxy's rank correlation is the initialization and the batch? The proxy zoo on
+# seed 0's 1,000 NAS-Bench-201 cells under other network initializations and another batch, on one
+# CUDA machine with many cores (one scoring process per core, CUDA MPS when it starts). Then, if
+# time is left, the training GPU check (benchmarks/gpu_check.sh, synthetic batches).
+#
+#   LIMIT=240 OUT=runs/gpu_inits bash benchmarks/gpu_zoo_inits.sh
+#
+# Variants (init seed:batch offset) default to 1:0 2:0 0:64; init 0, offset 0 is the shipped
+# benchmarks/results/nb201_zoo_3x1000.csv.gz. Results: $OUT/results.tar.gz (one merged
+# scores.csv per variant, logs), $OUT/machine.txt, $OUT/train.txt.
+set -u
+cd "$(dirname "$0")/.."
+OUT=${OUT:-runs/gpu_inits}
+LIMIT=${LIMIT:-240}
+N=${N:-1000}
+SHARDS=${SHARDS:-5}
+VARIANTS=${VARIANTS:-"1:0 2:0 0:64"}
+WORK=${WORK:-/tmp/nb201_inits}
+PY=${PY:-python3}
+DEVICE=${DEVICE:-cuda}
+TRAIN=${TRAIN:-1}
+mkdir -p "$OUT" "$WORK/logs"
+export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 NAS_NO_PROGRESS=1
+
+{
+  date -u
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1
+  echo "cores: $(nproc --all)"
+  $PY -c "import torch; print('torch', torch.__version__)"
+} >"$OUT/machine.txt" 2>&1
+
+mps=off
+if [ "$DEVICE" != cpu ] && command -v nvidia-cuda-mps-control >/dev/null; then
+  export CUDA_MPS_PIPE_DIRECTORY=$WORK/mps CUDA_MPS_LOG_DIRECTORY=$WORK/mps-log
+  mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
+  if nvidia-cuda-mps-control -d 2>>"$OUT/machine.txt" &&
+    timeout 60 $PY -c "import torch; torch.ones(1, device='cuda').sum().item()" 2>>"$OUT/machine.txt"; then
+    mps=on
+  else
+    echo quit | nvidia-cuda-mps-control 2>/dev/null
+    unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY
+  fi
+fi
+echo "mps: $mps" >>"$OUT/machine.txt"
+
+ncores=$(nproc --all)
+pids=()
+core=0
+for v in $VARIANTS; do
+  init=${v%%:*} offset=${v##*:}
+  for ((k = 0; k < SHARDS; k++)); do
+    timeout "$LIMIT" taskset -c $((core % ncores)) $PY -m nas.zoo --n "$N" --seeds 0 --init-seed "$init" \
+      --batch-offset "$offset" --device "$DEVICE" --threads 1 --shard "$k/$SHARDS" \
+      --out "$WORK/init${init}_off${offset}/$k" --no-progress >"$WORK/logs/init${init}_off${offset}_$k.log" 2>&1 &
+    pids+=($!)
+    core=$((core + 1))
+  done
+done
+wait "${pids[@]}"
+[ "$mps" = on ] && echo quit | nvidia-cuda-mps-control
+
+for v in $VARIANTS; do
+  name=init${v%%:*}_off${v##*:}
+  first=$(ls "$WORK/$name"/*/scores.csv 2>/dev/null | head -1)
+  [ -n "$first" ] || continue
+  mkdir -p "$WORK/merged/$name"
+  { head -1 "$first"; for f in "$WORK/$name"/*/scores.csv; do tail -n +2 "$f"; done; } >"$WORK/merged/$name/scores.csv"
+  echo "$name: $(($(wc -l <"$WORK/merged/$name/scores.csv") - 1)) rows" >>"$OUT/machine.txt"
+done
+tar czf "$OUT/results.tar.gz" -C "$WORK" merged logs
+date -u >>"$OUT/machine.txt"
+
+if [ "$TRAIN" = 1 ] && [ "$DEVICE" != cpu ]; then
+  STEPS=${STEPS:-60} WARMUP=${WARMUP:-15} PYTHON=$PY timeout "${TRAIN_LIMIT:-150}" bash benchmarks/gpu_check.sh >"$OUT/train.txt" 2>&1
+  echo "train rc=$?" >>"$OUT/train.txt"
+fi
