@@ -263,7 +263,9 @@ def reference_gradient_proxies(model: nn.Module, x: torch.Tensor, y: torch.Tenso
     res = {
         "grad_norm": sum(float(t.norm()) for t in g),
         "snip": sum(float((m.weight.detach() * t).abs().sum()) for m, t in zip(layers, g, strict=True)),
-        "fisher": sum(float((a.detach() * a.grad).pow(2).mean(0).mul(0.5).sum()) for a in acts),
+        # each channel's saliency broadcast to its weights (fan-in each), then summed
+        "fisher": sum(float((a.detach() * a.grad).pow(2).mean(0).mul(0.5).sum()) * m.weight.shape[1]
+                      for a, m in zip(acts, layers, strict=True)),
     }
     net.zero_grad()
     loss = nn.functional.cross_entropy(net(x), y)
@@ -280,6 +282,29 @@ def test_gradient_family_matches_reference() -> None:
     ref = reference_gradient_proxies(model, x, y)
     for name, value in ref.items():
         assert nas.proxies.score(name, model, x, y).score == pytest.approx(value, rel=1e-8), name
+
+
+def test_fisher_counts_each_channel_once_per_weight() -> None:
+    """Conv channels carry (in_channels / groups) x kernel area weights: the score weighs by that."""
+    torch.manual_seed(5)
+    conv, depthwise, fc = nn.Conv2d(3, 4, 3), nn.Conv2d(4, 4, 5, groups=4, padding=2), nn.Linear(4, 3)
+    model = nn.Sequential(conv, nn.BatchNorm2d(4), nn.ReLU(), depthwise, nn.AdaptiveAvgPool2d(1), nn.Flatten(), fc).double()
+    x, y = torch.randn(6, 3, 8, 8, dtype=torch.float64), torch.randint(0, 3, (6,))
+    net = copy.deepcopy(model).train()
+    acts = []
+    h = x
+    for m in net:
+        h = m(h)
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            h.retain_grad()
+            acts.append((h, m.weight[0].numel()))
+    nn.functional.cross_entropy(h, y).backward()
+    g_nk = [(a.detach() * a.grad).flatten(2).sum(2) if a.dim() > 2 else a.detach() * a.grad for a, _ in acts]
+    saliency = [float(g.pow(2).mean(0).mul(0.5).sum()) for g in g_nk]
+    assert [n for _, n in acts] == [27, 25, 4]
+    result = nas.proxies.score("fisher", model, x, y)
+    assert result.score == pytest.approx(sum(s * n for s, (_, n) in zip(saliency, acts, strict=True)), rel=1e-8)
+    assert result.diagnostics["channel_sum"] == pytest.approx(sum(saliency), rel=1e-8)
 
 
 def test_zico_matches_reference() -> None:

@@ -163,7 +163,8 @@ def gradient_family(
     proxy = "/".join(w for w in GRADIENT_FAMILY if w in wanted)
     names = prunable_weights(model, proxy)
     modules = [m for m in model.modules() if isinstance(m, PRUNABLE) and isinstance(getattr(m, "weight", None), nn.Parameter)]
-    fisher_total = torch.zeros((), dtype=torch.float64, device=inputs.device)
+    # [per-weight sum, per-channel sum]
+    fisher_total = torch.zeros(2, dtype=torch.float64, device=inputs.device)
     fisher_calls = [0]
     handles = []
 
@@ -171,13 +172,16 @@ def gradient_family(
         if not isinstance(output, torch.Tensor) or not output.requires_grad:
             return
         act = output.detach()
+        weights_per_channel = module.weight[0].numel()
 
         def on_grad(g: torch.Tensor) -> None:
             # Turner et al.: per sample n and channel k, g_nk = sum over positions of a * dL/da;
-            # the channel's saliency is 0.5 * mean_n g_nk^2.
+            # the channel's saliency is 0.5 * mean_n g_nk^2. Abdelfattah et al. give it to every
+            # weight of the channel and sum over weights.
             prod = (act * g).double()
             g_nk = prod.sum(dim=tuple(range(2, prod.dim()))) if prod.dim() > 2 else prod
-            fisher_total.add_(g_nk.pow(2).mean(0).mul(0.5).sum())
+            channels = g_nk.pow(2).mean(0).mul(0.5).sum()
+            fisher_total.add_(torch.stack((channels * weights_per_channel, channels)))
             fisher_calls[0] += 1
 
         output.register_hook(on_grad)
@@ -208,8 +212,8 @@ def gradient_family(
                                               "the sum of gradient norms"), {}),
                 "snip": lambda: (_finite("snip", model, float(sum((w.double() * g.double()).abs().sum() for w, g in pairs)),
                                          "sum |w * dL/dw|"), {}),
-                "fisher": lambda: (_finite("fisher", model, float(fisher_total), "the Fisher sum"),
-                                   {"fisher_calls": fisher_calls[0]}),
+                "fisher": lambda: (_finite("fisher", model, float(fisher_total[0]), "the Fisher sum"),
+                                   {"fisher_calls": fisher_calls[0], "channel_sum": float(fisher_total[1])}),
                 "grasp": lambda: _grasp_from(model, inputs, targets, names, grads, loss_fn, proxy),
             }  # fmt: skip
             for name in GRADIENT_FAMILY:
@@ -265,11 +269,13 @@ _FAMILY_DOCS = {
     Lee et al., "SNIP: Single-shot Network Pruning based on Connection Sensitivity" (ICLR 2019),
     summed over the network as in Abdelfattah et al. (2021). Larger is better.
     Option: ``loss_fn``.""",
-    "fisher": """Fisher: summed channel saliency 0.5 * mean_n (sum_pos a * dL/da)^2 at every Conv/Linear output.
+    "fisher": """Fisher: channel saliency 0.5 * mean_n (sum_pos a * dL/da)^2 at every Conv/Linear output, summed over weights.
 
-    Turner et al., "BlockSwap" (ICLR 2020) after Theis et al. (2018), summed over channels and
-    layers as in Abdelfattah et al. (2021); ``a`` is the layer's output activation. Larger is
-    better. Option: ``loss_fn``.""",
+    Turner et al., "BlockSwap" (ICLR 2020) after Theis et al. (2018); ``a`` is the layer's output
+    activation. As in Abdelfattah et al. (2021), a per-weight saliency whose sum over the network
+    is the score: every weight of output channel k carries channel k's saliency, so a channel
+    counts ``weight[k].numel()`` times (in_channels / groups x kernel area). The plain sum over
+    channels is in the diagnostics as ``channel_sum``. Larger is better. Option: ``loss_fn``.""",
     "grasp": """GraSP: sum over Conv/Linear weights of -W * (H g), g = dL/dW, H the Hessian of L.
 
     Wang et al., "Picking Winning Tickets Before Training by Preserving Gradient Flow"
