@@ -9,7 +9,9 @@ Reads the shipped score files, computes nothing on networks:
    of the benchmark's best cell, and how well two initializations agree.
 2. ``nb201_zoo_3x1000.csv.gz`` (init 0) and ``nb201_zoo_seed0_*.csv.gz`` (init 1, init 2, and
    init 0 with the next 64 images): every zoo proxy's CIFAR-10 Spearman on the same 1,000 cells
-   (sampling seed 0) under each, and its spread over the three initializations.
+   (sampling seed 0) under each, and its spread over the three initializations. Fisher is there
+   as ``fisher_channel_sum``, the per-channel sum those runs computed (the score now sums over
+   weights; the channel sum is its diagnostic).
 
     python benchmarks/nb201_inits.py
 """
