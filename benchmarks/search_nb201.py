@@ -37,7 +37,7 @@ class CachedScorer:
         self,
         objective: Objective,
         cache: Path,
-        seed_cache: Path | None,
+        seed_caches: list[Path],
         batch_size: int,
         device: str = "cpu",
         init_seed: int = 0,
@@ -47,7 +47,7 @@ class CachedScorer:
         self.space = nas.spaces.get("nb201")
         self.x, self.y = cifar10_batch(batch_size, device=self.device)
         self.table: dict[str, tuple[float, ...]] = {}
-        for path in (seed_cache, cache):
+        for path in (*seed_caches, cache):
             if path is not None and path.exists():
                 with (gzip.open(path, "rt", newline="") if path.suffix == ".gz" else path.open(newline="")) as f:
                     for row in csv.DictReader(f):
@@ -82,7 +82,8 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--cache", type=Path, default=Path("runs/search_bench/scores.csv"))
-    parser.add_argument("--seed-cache", type=Path, default=None)
+    parser.add_argument("--seed-cache", type=Path, nargs="+", default=[],
+                        help="score files read before --cache (CSV or .csv.gz, columns arch and the proxies)")  # fmt: skip
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--children-per-step", type=int, default=None,
                         help="evolution: children bred per population state (the paper's R-EA: 1; default: the algorithm's)")  # fmt: skip
