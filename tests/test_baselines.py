@@ -213,6 +213,17 @@ def test_jacob_cov_matches_numpy_definition() -> None:
     assert nas.proxies.score("jacob_cov", model, x).score == pytest.approx(expected, rel=1e-7)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_zen_does_not_depend_on_the_device() -> None:
+    """Its re-initialization and Gaussian inputs are drawn on the CPU wherever the model runs."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 8, 3), nn.BatchNorm2d(8))
+    x = torch.randn(4, 3, 16, 16)
+    cpu = nas.proxies.score("zen", model, x).score
+    gpu = nas.proxies.score("zen", model.cuda(), x.cuda()).score
+    assert gpu == pytest.approx(cpu, rel=1e-4)
+
+
 def test_zen_is_worst_when_features_ignore_the_input_and_needs_bn() -> None:
     class Constant(nn.Module):
         def __init__(self) -> None:

@@ -500,20 +500,21 @@ def zen(
             f"BatchNorm, and model {_model_name(model)} has none"
         )
     net = copy.deepcopy(model)
-    gen = torch.Generator(device=inputs.device).manual_seed(seed)
+    # Drawn on the CPU and copied, so that the score does not depend on the device.
+    gen = torch.Generator().manual_seed(seed)
     dtype = inputs.dtype if inputs.is_floating_point() else torch.float32
     with torch.no_grad():
         for m in net.modules():
             if isinstance(m, PRUNABLE):
-                m.weight.normal_(0.0, 1.0, generator=gen)
+                m.weight.copy_(torch.empty(m.weight.shape, dtype=m.weight.dtype).normal_(0.0, 1.0, generator=gen))
                 if m.bias is not None:
                     m.bias.zero_()
             elif isinstance(m, (_BatchNorm, nn.GroupNorm, nn.LayerNorm)) and getattr(m, "weight", None) is not None:
                 m.weight.fill_(1.0)
                 if m.bias is not None:
                     m.bias.zero_()
-    x = torch.randn(inputs.shape, generator=gen, device=inputs.device, dtype=dtype)
-    e = torch.randn(inputs.shape, generator=gen, device=inputs.device, dtype=dtype)
+    x = torch.randn(inputs.shape, generator=gen, dtype=dtype).to(inputs.device)
+    e = torch.randn(inputs.shape, generator=gen, dtype=dtype).to(inputs.device)
     variances: list[torch.Tensor] = []
     recording = [True]
 
