@@ -13,6 +13,7 @@
 # Results: $OUT/results.tar.gz (the shards' scores.csv, logs), $OUT/ddp.txt, $OUT/machine.txt.
 set -u
 cd "$(dirname "$0")/.."
+. benchmarks/gpu_lib.sh
 OUT=${OUT:-runs/gpu_nb201}
 LIMIT=${LIMIT:-420}
 ALL_SHARDS=${ALL_SHARDS:-7}
@@ -30,21 +31,8 @@ export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 NAS_NO_PROGRESS=1
   $PY -c "import torch, timm, lightning; print('torch', torch.__version__, 'timm', timm.__version__, 'lightning', lightning.__version__)"
 } >"$OUT/machine.txt" 2>&1
 
-# CUDA MPS lets the scoring processes' kernels run side by side; fall back to plain
-# time-slicing when the daemon does not start or a client cannot reach it.
-export CUDA_MPS_PIPE_DIRECTORY=$WORK/mps CUDA_MPS_LOG_DIRECTORY=$WORK/mps-log
-mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
-mps=off
-if command -v nvidia-cuda-mps-control >/dev/null && nvidia-cuda-mps-control -d 2>>"$OUT/machine.txt"; then
-  if timeout 60 $PY -c "import torch; torch.ones(1, device='cuda').sum().item()" 2>>"$OUT/machine.txt"; then
-    mps=on
-  else
-    echo quit | nvidia-cuda-mps-control
-    unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY
-  fi
-else
-  unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY
-fi
+# CUDA MPS lets the scoring processes' kernels run side by side.
+start_mps "$WORK" "$OUT/machine.txt" "$PY"
 echo "mps: $mps" >>"$OUT/machine.txt"
 
 pids=()
@@ -75,15 +63,11 @@ else
   echo "skipped: $n cores leave none for the DDP benchmark" >"$OUT/ddp.txt"
 fi
 wait "${pids[@]}"
-[ "$mps" = on ] && echo quit | nvidia-cuda-mps-control
+stop_mps
 
 # One CSV per job, shards concatenated (the header once).
 for job in all zoo; do
-  first=$(ls "$WORK/$job"/*/scores.csv 2>/dev/null | head -1)
-  [ -n "$first" ] || continue
-  mkdir -p "$WORK/merged/$job"
-  { head -1 "$first"; for f in "$WORK/$job"/*/scores.csv; do tail -n +2 "$f"; done; } >"$WORK/merged/$job/scores.csv"
-  echo "$job: $(($(wc -l <"$WORK/merged/$job/scores.csv") - 1)) rows" >>"$OUT/machine.txt"
+  merge_shards "$WORK/$job" "$WORK/merged/$job" "$OUT/machine.txt"
 done
 tar czf "$OUT/results.tar.gz" -C "$WORK" merged logs
 date -u >>"$OUT/machine.txt"

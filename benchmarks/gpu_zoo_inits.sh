@@ -11,6 +11,7 @@
 # scores.csv per variant, logs), $OUT/machine.txt, $OUT/train.txt.
 set -u
 cd "$(dirname "$0")/.."
+. benchmarks/gpu_lib.sh
 OUT=${OUT:-runs/gpu_inits}
 LIMIT=${LIMIT:-240}
 N=${N:-1000}
@@ -31,17 +32,7 @@ export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 NAS_NO_PROGRESS=1
 } >"$OUT/machine.txt" 2>&1
 
 mps=off
-if [ "$DEVICE" != cpu ] && command -v nvidia-cuda-mps-control >/dev/null; then
-  export CUDA_MPS_PIPE_DIRECTORY=$WORK/mps CUDA_MPS_LOG_DIRECTORY=$WORK/mps-log
-  mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
-  if nvidia-cuda-mps-control -d 2>>"$OUT/machine.txt" &&
-    timeout 60 $PY -c "import torch; torch.ones(1, device='cuda').sum().item()" 2>>"$OUT/machine.txt"; then
-    mps=on
-  else
-    echo quit | nvidia-cuda-mps-control 2>/dev/null
-    unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY
-  fi
-fi
+[ "$DEVICE" = cpu ] || start_mps "$WORK" "$OUT/machine.txt" "$PY"
 echo "mps: $mps" >>"$OUT/machine.txt"
 
 ncores=$(nproc --all)
@@ -58,15 +49,11 @@ for v in $VARIANTS; do
   done
 done
 wait "${pids[@]}"
-[ "$mps" = on ] && echo quit | nvidia-cuda-mps-control
+stop_mps
 
 for v in $VARIANTS; do
   name=init${v%%:*}_off${v##*:}
-  first=$(ls "$WORK/$name"/*/scores.csv 2>/dev/null | head -1)
-  [ -n "$first" ] || continue
-  mkdir -p "$WORK/merged/$name"
-  { head -1 "$first"; for f in "$WORK/$name"/*/scores.csv; do tail -n +2 "$f"; done; } >"$WORK/merged/$name/scores.csv"
-  echo "$name: $(($(wc -l <"$WORK/merged/$name/scores.csv") - 1)) rows" >>"$OUT/machine.txt"
+  merge_shards "$WORK/$name" "$WORK/merged/$name" "$OUT/machine.txt"
 done
 tar czf "$OUT/results.tar.gz" -C "$WORK" merged logs
 date -u >>"$OUT/machine.txt"

@@ -1,0 +1,33 @@
+# Shell functions shared by the GPU-machine recipes (sourced, not run).
+
+# start_mps WORK LOG PY: start CUDA MPS so that many processes' small kernels share the GPU; sets
+# mps=on, or mps=off (and plain time-slicing) when the daemon does not start or a client cannot
+# reach it. Stop it with stop_mps.
+start_mps() {
+  mps=off
+  command -v nvidia-cuda-mps-control >/dev/null || return 0
+  export CUDA_MPS_PIPE_DIRECTORY=$1/mps CUDA_MPS_LOG_DIRECTORY=$1/mps-log
+  mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
+  if nvidia-cuda-mps-control -d 2>>"$2" &&
+    timeout 60 $3 -c "import torch; torch.ones(1, device='cuda').sum().item()" 2>>"$2"; then
+    mps=on
+  else
+    echo quit | nvidia-cuda-mps-control 2>/dev/null
+    unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY
+  fi
+}
+
+stop_mps() {
+  if [ "${mps:-off}" = on ]; then echo quit | nvidia-cuda-mps-control; fi
+}
+
+# merge_shards DIR DEST LOG: concatenate DIR/*/scores.csv (the header once) into DEST/scores.csv
+# and append the row count to LOG; nothing when no shard wrote a file.
+merge_shards() {
+  local first
+  first=$(ls "$1"/*/scores.csv 2>/dev/null | head -1)
+  [ -n "$first" ] || return 0
+  mkdir -p "$2"
+  { head -1 "$first"; for f in "$1"/*/scores.csv; do tail -n +2 "$f"; done; } >"$2/scores.csv"
+  echo "$(basename "$2"): $(($(wc -l <"$2/scores.csv") - 1)) rows" >>"$3"
+}
