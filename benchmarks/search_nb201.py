@@ -48,7 +48,7 @@ class CachedScorer:
         self.x, self.y = cifar10_batch(batch_size, device=self.device)
         self.table: dict[str, tuple[float, ...]] = {}
         for path in (*seed_caches, cache):
-            if path is not None and path.exists():
+            if path.exists():
                 with (gzip.open(path, "rt", newline="") if path.suffix == ".gz" else path.open(newline="")) as f:
                     for row in csv.DictReader(f):
                         if all(m in row for m in objective.members):
