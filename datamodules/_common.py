@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from lightning.pytorch import Trainer
@@ -59,6 +60,35 @@ def check_batch_args(batch_size: int | None, global_batch_size: int | None) -> N
     for name, value in (("batch_size", batch_size), ("global_batch_size", global_batch_size)):
         if value is not None and (not isinstance(value, int) or value < 1):
             raise ValueError(f"{name} must be a positive int or None, got {value!r}")
+
+
+def check_image_args(
+    image_size: int,
+    val_image_size: int | None,
+    val_crop_ratio: float,
+    scale: Sequence[float],
+    mean: Sequence[float],
+    std: Sequence[float],
+) -> None:
+    """Checks of the image-pipeline arguments the ImageNet-style datamodules share.
+
+    Raises:
+        ValueError: naming the bad value and what was expected.
+    """
+    for name, value in (("image_size", image_size), ("val_image_size", val_image_size)):
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    if not 0.0 < val_crop_ratio <= 1.0:
+        raise ValueError(f"val_crop_ratio must be in (0, 1], got {val_crop_ratio}")
+    if len(scale) != 2 or not 0.0 < scale[0] <= scale[1] <= 1.0:
+        raise ValueError(
+            f"scale is the area range (low, high) of the random-resized crop, with "
+            f"0 < low <= high <= 1; got {tuple(scale)}"
+        )
+    if len(mean) != 3 or len(std) != 3:
+        raise ValueError(f"mean and std need 3 values each, got {tuple(mean)} and {tuple(std)}")
+    if any(s <= 0 for s in std):
+        raise ValueError(f"std values must be > 0, got {tuple(std)}")
 
 
 def require_file(path: str | Path | None, what: str) -> Path:

@@ -36,6 +36,7 @@ from datamodules._common import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     check_batch_args,
+    check_image_args,
     per_device_batch_size,
     require_file,
     world_size,
@@ -180,12 +181,7 @@ class FFCVDataModule(LightningDataModule):
     ) -> None:
         super().__init__()
         check_batch_args(batch_size, global_batch_size)
-        if image_size < 1 or (val_image_size is not None and val_image_size < 1):
-            raise ValueError(f"image sizes must be >= 1, got {image_size}, {val_image_size}")
-        if not 0.0 < val_crop_ratio <= 1.0:
-            raise ValueError(f"val_crop_ratio must be in (0, 1], got {val_crop_ratio}")
-        if len(mean) != 3 or len(std) != 3:
-            raise ValueError(f"mean and std need 3 values each, got {mean} and {std}")
+        check_image_args(image_size, val_image_size, val_crop_ratio, scale, mean, std)
         if image_dtype not in ("float32", "float16"):
             raise ValueError(f"image_dtype must be float32 or float16, got {image_dtype!r}")
         if num_workers < 1:

@@ -20,6 +20,7 @@ from datamodules._common import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     check_batch_args,
+    check_image_args,
     check_image_folder,
     per_device_batch_size,
     world_size,
@@ -73,10 +74,7 @@ class ImageFolderDataModule(LightningDataModule):
     ) -> None:
         super().__init__()
         check_batch_args(batch_size, global_batch_size)
-        if image_size < 1 or (val_image_size is not None and val_image_size < 1):
-            raise ValueError(f"image sizes must be >= 1, got {image_size}, {val_image_size}")
-        if not 0.0 < val_crop_ratio <= 1.0:
-            raise ValueError(f"val_crop_ratio must be in (0, 1], got {val_crop_ratio}")
+        check_image_args(image_size, val_image_size, val_crop_ratio, scale, mean, std)
         if num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {num_workers}")
         self.save_hyperparameters()

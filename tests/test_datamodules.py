@@ -268,6 +268,25 @@ def test_batch_size_errors_and_global_batch() -> None:
     assert dm.batch_size_per_device == 50
 
 
+@pytest.mark.parametrize(
+    ("bad", "match"),
+    [
+        ({"image_size": 0}, "image_size must be a positive int, got 0"),
+        ({"val_image_size": -1}, "val_image_size must be a positive int, got -1"),
+        ({"val_crop_ratio": 1.5}, r"val_crop_ratio must be in \(0, 1\], got 1.5"),
+        ({"scale": (0.9, 0.1)}, r"0 < low <= high <= 1; got \(0.9, 0.1\)"),
+        ({"scale": (0.0, 1.0)}, r"got \(0.0, 1.0\)"),
+        ({"mean": (0.5, 0.5)}, "mean and std need 3 values each"),
+        ({"std": (0.2, 0.0, 0.2)}, r"std values must be > 0, got \(0.2, 0.0, 0.2\)"),
+    ],
+)
+def test_image_datamodules_refuse_bad_image_args(bad: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        FFCVDataModule("train.beton", "val.beton", num_workers=1, **bad)
+    with pytest.raises(ValueError, match=match):
+        ImageFolderDataModule("root", num_workers=0, **bad)
+
+
 def test_image_folder_matches_the_ffcv_interface(jpeg_tree: Path, tmp_path: Path) -> None:
     ffcv_args = inspect.signature(FFCVDataModule).parameters
     folder_args = inspect.signature(ImageFolderDataModule).parameters
