@@ -12,7 +12,10 @@ the paper's machinery, from the same pass)
   ``ReLUConvBN`` wrapper beside its ReLU, and gradients come from the deprecated
   ``Module.register_backward_hook``, which on a wrapper reports the gradient at the input of its
   last autograd node (the BatchNorm's input, i.e. the convolution's output), not at the wrapper's
-  input. Layer weights 2^l are the same as WRCor's.
+  input. Layer weights 2^l are the same as WRCor's;
+- ``circular``: WRCor of the same network with every zero-padded convolution switched to
+  circular padding (``padding="circular"``), which removes the border that zero padding draws
+  identically into every sample's feature maps: a probe of where the preference comes from.
 
 This is an experiment, not a proxy of the package: the ``hooked`` variant reproduces the quirks
 ``../shared/PAPER.md`` lists so that their effect can be measured.
@@ -96,19 +99,23 @@ def main() -> None:
             model = space.build(arch, num_classes=10)
             family = wrcor_family(model, x, y)
             h = hooked_score(model, x, y)
-            rows.append((ops.count("nor_conv_3x3"), space.accuracy(arch, "cifar10"), family["wrcor"], h, family))
+            circular = nas.proxies.score("wrcor", model, x, y, padding="circular").score
+            rows.append((ops.count("nor_conv_3x3"), space.accuracy(arch, "cifar10"), family["wrcor"], h, family, circular))
     print(f"64 all-convolution NAS-Bench-201 cells x {args.inits} initializations, batch 64 of real CIFAR-10")
-    print("| #3x3 | cells | mean C10 test acc | mean wrcor | mean hooked |")
-    print("|---|---|---|---|---|")
+    print("| #3x3 | cells | mean C10 test acc | mean wrcor | mean hooked | mean circular |")
+    print("|---|---|---|---|---|---|")
     for k3 in range(7):
         sel = [r for r in rows if r[0] == k3]
         print(f"| {k3} | {len(sel) // args.inits} | {statistics.fmean(r[1] for r in sel):.2f} | "
-              f"{statistics.fmean(r[2] for r in sel):.2f} | {statistics.fmean(r[3] for r in sel):.2f} |")  # fmt: skip
+              f"{statistics.fmean(r[2] for r in sel):.2f} | {statistics.fmean(r[3] for r in sel):.2f} | "
+              f"{statistics.fmean(r[5] for r in sel):.2f} |")  # fmt: skip
     from scipy import stats
 
     acc, n3 = [r[1] for r in rows], [r[0] for r in rows]
-    for i, name in ((2, "wrcor"), (3, "hooked")):
-        print(f"Spearman with C10 accuracy over these cells, {name}: {stats.spearmanr([r[i] for r in rows], acc).statistic:.3f}")
+    for i, name in ((2, "wrcor"), (3, "hooked"), (5, "circular")):
+        values = [r[i] for r in rows]
+        print(f"{name}: Spearman with C10 accuracy over these cells {stats.spearmanr(values, acc).statistic:+.3f}, "
+              f"with #3x3 {stats.spearmanr(values, n3).statistic:+.3f}")
     print("\nThe paper's ablations on the same cells (one forward/backward each, nas.proxies.wrcor.wrcor_family):")
     print("| variant | Spearman with C10 acc | Spearman with #3x3 |")
     print("|---|---|---|")

@@ -34,7 +34,7 @@ from scipy import stats
 from nas import proxies, spaces
 from nas.data import DATASETS, cifar10_batch, nb201_table
 from nas.progress import progress_bar
-from nas.proxies.wrcor import WEIGHTINGS, wrcor_family
+from nas.proxies.wrcor import PADDINGS, WEIGHTINGS, WRCOR_PROXIES, wrcor_family
 
 FAMILY = "wrcor-family"
 FAMILY_COLUMNS = ["wrcor", "rcor", "acor", "gcor"] + [f"wrcor_{w}" for w in WEIGHTINGS if w != "exp_bottom_up"]
@@ -221,16 +221,24 @@ def evaluate(
     csv_path: Path | None = None,
     progress: bool = True,
     device: torch.device | str = "cpu",
+    padding: str = "model",
 ) -> list[dict[str, float | int | str]]:
     """Score the benchmark architectures ``indices``; rows already in ``csv_path`` are reused.
 
     Each network is initialized on the CPU from the seed ``(init_seed, index)``, then moved to
     ``device``, so an architecture gets the same weights whatever sample or device it meets.
+    ``padding`` is the WRCor family's option (:mod:`nas.proxies.wrcor`); with ``"circular"`` only
+    WRCor-family proxies may be asked for.
     """
     device = torch.device(device)
     for name in proxy_names:
         if name != FAMILY:
             proxies.get(name)
+    if padding not in PADDINGS:
+        raise ValueError(f"unknown padding {padding!r}; allowed: {', '.join(PADDINGS)}")
+    opts = {} if padding == "model" else {"padding": padding}
+    if opts and (other := [n for n in proxy_names if n not in (FAMILY, *WRCOR_PROXIES)]):
+        raise ValueError(f"padding={padding!r} is an option of the WRCor family only, not of {other}")
     space = spaces.get("nb201")
     table = nb201_table()
     x, y = cifar10_batch(batch_size, offset=batch_offset, device=device)
@@ -259,10 +267,10 @@ def evaluate(
                 for name in proxy_names:
                     start = time.perf_counter()
                     if name == FAMILY:
-                        fam = wrcor_family(model, x, y)
+                        fam = wrcor_family(model, x, y, **opts)
                         row.update({c: fam[c] for c in FAMILY_COLUMNS})
                     else:
-                        row[name] = proxies.score(name, model, x, y).score
+                        row[name] = proxies.score(name, model, x, y, **opts).score
                     row[f"sec_{name}"] = time.perf_counter() - start
                 row["sec_fwd_bwd"] = float("nan")
                 if timed < reference_timing:
@@ -335,6 +343,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--batch-offset", type=int, default=0, help="first image of the shipped sample used")
     parser.add_argument("--init-seed", type=int, default=0, help="seed of the networks' initialization")
+    parser.add_argument("--padding", choices=PADDINGS, default="model",
+                        help="WRCor family only: score the networks as built, or with circular padding "
+                        "(a probe; use its own --out)")  # fmt: skip
     parser.add_argument("--reference-timing", type=int, default=0, metavar="K",
                         help="also time one plain forward+backward on the first K architectures")  # fmt: skip
     add_run_arguments(parser, Path("runs/benchmark/nb201"))
@@ -345,6 +356,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     bad = [p for p in args.proxies if p not in known]
     if bad:
         parser.error(f"unknown proxy {bad[0]!r}; available: {', '.join(sorted(known))}")
+    if args.padding != "model" and (other := [p for p in args.proxies if p not in (FAMILY, *WRCOR_PROXIES)]):
+        parser.error(f"--padding {args.padding} applies to the WRCor family only, not to {', '.join(other)}")
     total = len(nb201_table())
     per_seed = {s: sample_indices(None if args.all else args.n, s, total) for s in args.seeds}
     per_seed = keep_stored(parser, args, per_seed)
@@ -354,7 +367,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     rows = evaluate(
         union[shard[0] :: shard[1]] if shard else union, args.proxies, batch_size=args.batch_size,
         batch_offset=args.batch_offset, init_seed=args.init_seed, reference_timing=args.reference_timing,
-        csv_path=csv_path, progress=not args.no_progress, device=device,
+        csv_path=csv_path, progress=not args.no_progress, device=device, padding=args.padding,
     )  # fmt: skip
     if shard:
         print(f"shard {args.shard}: {len(rows)} of {len(union)} architectures in {args.out / 'scores.csv'}")

@@ -94,3 +94,22 @@ def test_bad_shard_and_device_are_rejected(flag, value, message, capsys) -> None
     with pytest.raises(SystemExit):
         benchmark.main(["--n", "2", flag, value])
     assert message in capsys.readouterr().err
+
+
+def test_circular_padding_scores_the_wrcor_family_only(tmp_path, capsys) -> None:
+    import torch
+
+    from nas import proxies, spaces
+    from nas.data import cifar10_batch, nb201_table
+
+    index = benchmark.sample_indices(1, 0, 15625)
+    rows = benchmark.evaluate(index, ["wrcor"], batch_size=8, padding="circular", progress=False)
+    space = spaces.get("nb201")
+    torch.manual_seed(index[0])
+    model = space.build(space.decode(nb201_table().arch[index[0]]), num_classes=10)
+    x, y = cifar10_batch(8)
+    assert rows[0]["wrcor"] == pytest.approx(proxies.score("wrcor", model, x, y, padding="circular").score, abs=1e-9)
+    assert rows[0]["wrcor"] != pytest.approx(proxies.score("wrcor", model, x, y).score, abs=1e-6)
+    with pytest.raises(SystemExit):
+        benchmark.main(["--n", "3", "--proxies", "wrcor", "params", "--padding", "circular", "--out", str(tmp_path)])
+    assert "--padding circular applies to the WRCor family only, not to params" in capsys.readouterr().err

@@ -182,6 +182,31 @@ def test_non_finite_responses_are_reported() -> None:
     assert r.diagnostics["act_nonfinite"] == 1
 
 
+def test_circular_padding_probe_scores_a_circular_copy_and_restores_the_model() -> None:
+    torch.manual_seed(3)
+
+    def net(mode: str) -> nn.Sequential:
+        torch.manual_seed(3)
+        return nn.Sequential(
+            nn.Conv2d(3, 6, 3, padding=1, padding_mode=mode), nn.BatchNorm2d(6), nn.ReLU(),
+            nn.Conv2d(6, 6, 1), nn.BatchNorm2d(6), nn.ReLU(),
+            nn.Conv2d(6, 6, 5, padding=2, groups=6, padding_mode=mode), nn.BatchNorm2d(6), nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 4),
+        )  # fmt: skip
+
+    x, y = torch.randn(12, 3, 10, 10), torch.randint(0, 4, (12,))
+    zeros, circular = net("zeros"), net("circular")
+    probed = nas.proxies.score("wrcor", zeros, x, y, padding="circular")
+    assert probed.diagnostics["padding"] == "circular"
+    assert probed.score == pytest.approx(nas.proxies.score("wrcor", circular, x, y).score, abs=1e-9)
+    assert probed.score != pytest.approx(nas.proxies.score("wrcor", zeros, x, y).score, abs=1e-3)
+    assert [m.padding_mode for m in zeros if isinstance(m, nn.Conv2d)] == ["zeros"] * 3, "model restored"
+    assert wrcor_family(zeros, x, y, padding="circular")["wrcor"] == pytest.approx(probed.score, abs=1e-9)
+    with pytest.raises(ValueError, match="unknown padding 'reflect'; allowed: model, circular"):
+        nas.proxies.score("wrcor", zeros, x, y, padding="reflect")
+    assert [m.padding_mode for m in zeros if isinstance(m, nn.Conv2d)] == ["zeros"] * 3
+
+
 def test_batch_splitting() -> None:
     model = space.build(space.decode(RESNET_CELL))
     x, y = cifar10_batch(12)

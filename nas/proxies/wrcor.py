@@ -18,6 +18,12 @@ layers l = 1..L and every unit of layer l weighted by ``2**l``::
 Larger is better. ACor keeps only activations, GCor only gradients, RCor drops the weights;
 ``weighting`` selects any of the paper's five schemes.
 
+``padding="circular"`` is this package's probe, not the paper's: every zero-padded convolution is
+scored with circular padding instead (restored afterwards). Zero padding draws the same border
+into every sample's feature maps, which raises the correlation between samples most where
+convolutions are large; on NAS-Bench-201 it is what makes WRCor prefer 1x1 to 3x3 convolutions
+(see BENCHMARKS.md). The default ``"model"`` scores the network as built.
+
 Layers. A model declares its depth-ordered layers with a method ``layer_units() -> list[nn.Module]``
 (every activation module inside ``layers[l - 1]`` belongs to layer ``l``), or the caller passes
 ``layers=``. **Fallback** for models that declare nothing: every activation call is its own
@@ -40,7 +46,8 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -51,6 +58,8 @@ from torch.func import functional_call
 from nas.proxies.base import ProxyResult, register
 
 Responses = Literal["both", "act", "grad"]
+Padding = Literal["model", "circular"]
+PADDINGS: tuple[str, ...] = ("model", "circular")
 Weighting = Literal["none", "linear", "quadratic", "exp_top_down", "exp_bottom_up"]
 WEIGHTINGS: tuple[str, ...] = ("none", "linear", "quadratic", "exp_top_down", "exp_bottom_up")
 RESPONSES: tuple[str, ...] = ("both", "act", "grad")
@@ -165,6 +174,28 @@ def _abs_corr(x: torch.Tensor, rel_tol: float) -> tuple[torch.Tensor | None, str
     return (gram * inv[:, None] * inv[None, :]).abs_(), "ok"
 
 
+@contextmanager
+def padded_as(model: nn.Module, padding: Padding) -> Iterator[int]:
+    """Within the block, ``padding="circular"`` switches every zero-padded convolution of ``model``
+    to circular padding; yields how many were switched and restores them on exit."""
+    if padding not in PADDINGS:
+        raise ValueError(f"unknown padding {padding!r}; allowed: {', '.join(PADDINGS)}")
+    convs = []
+    if padding == "circular":
+        convs = [
+            m for m in model.modules()
+            if isinstance(m, nn.modules.conv._ConvNd) and m.padding_mode == "zeros"
+            and m.padding != "valid" and (isinstance(m.padding, str) or any(m.padding))
+        ]  # fmt: skip
+    try:
+        for m in convs:
+            m.padding_mode = "circular"
+        yield len(convs)
+    finally:
+        for m in convs:
+            m.padding_mode = "zeros"
+
+
 def _layer_map(model: nn.Module, layers: Sequence[nn.Module] | None, types: tuple[type, ...]) -> tuple[dict[nn.Module, int] | None, int, int]:
     """Map activation module -> layer (1-based); ``None`` means the call-order fallback."""
     if layers is None and callable(getattr(model, "layer_units", None)):
@@ -193,6 +224,7 @@ def response_kernels(
     activation_types: tuple[type[nn.Module], ...] = ACTIVATIONS,
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     split: int = 1,
+    padding: Padding = "model",
 ) -> list[ResponseKernels]:
     """One forward/backward per chunk, returning the per-layer correlation sums of each chunk.
 
@@ -204,6 +236,7 @@ def response_kernels(
         loss_fn: ``(logits, targets) -> scalar``; default cross-entropy.
         split: number of chunks the batch is cut into to save memory (each chunk gets its own
             BatchNorm statistics and its own kernel).
+        padding: ``"model"`` (as built) or ``"circular"`` (see the module docstring).
     """
     n = inputs.shape[0]
     if not isinstance(split, int) or split < 1 or n // split < 2:
@@ -220,14 +253,15 @@ def response_kernels(
         for m in model.modules():
             if isinstance(m, _DROPOUTS):
                 m.eval()  # the score must not depend on dropout's random masks
-        for chunk_x, chunk_y in zip(inputs.tensor_split(split), targets.tensor_split(split), strict=True):
-            # BatchNorm running statistics are updated on copies, never on the caller's buffers.
-            buffers = {k: b.clone() for k, b in model.named_buffers()}
-            kernels = ResponseKernels(chunk_x.shape[0])
-            kernels.counts["units_unassigned"] = unassigned
-            _one_pass(model, params, buffers, chunk_x, chunk_y, mapping, activation_types, loss_fn, kernels, rel_tol)
-            kernels.num_layers = num_layers if mapping is not None else kernels.num_layers
-            out.append(kernels)
+        with padded_as(model, padding):
+            for chunk_x, chunk_y in zip(inputs.tensor_split(split), targets.tensor_split(split), strict=True):
+                # BatchNorm running statistics are updated on copies, never on the caller's buffers.
+                buffers = {k: b.clone() for k, b in model.named_buffers()}
+                kernels = ResponseKernels(chunk_x.shape[0])
+                kernels.counts["units_unassigned"] = unassigned
+                _one_pass(model, params, buffers, chunk_x, chunk_y, mapping, activation_types, loss_fn, kernels, rel_tol)
+                kernels.num_layers = num_layers if mapping is not None else kernels.num_layers
+                out.append(kernels)
     finally:
         for m, flag in flags.items():
             m.training = flag
@@ -338,6 +372,7 @@ def _wrcor_proxy(name: str, responses: Responses, weighting: Weighting) -> Calla
         layers: Sequence[nn.Module] | None = None,
         activation_types: tuple[type[nn.Module], ...] = ACTIVATIONS,
         loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+        padding: Padding = "model",
     ) -> ProxyResult:
         if responses not in RESPONSES:
             raise ValueError(f"unknown responses {responses!r}; allowed: {', '.join(RESPONSES)}")
@@ -345,14 +380,14 @@ def _wrcor_proxy(name: str, responses: Responses, weighting: Weighting) -> Calla
             raise ValueError(f"unknown weighting {weighting!r}; allowed: {', '.join(WEIGHTINGS)}")
         chunks = response_kernels(
             model, inputs, targets, layers=layers, activation_types=activation_types,
-            loss_fn=loss_fn, split=split,
+            loss_fn=loss_fn, split=split, padding=padding,
         )  # fmt: skip
         # Chunks are independent blocks of a block-diagonal K: log|det| adds up.
         value = sum(k.score(responses, weighting) for k in chunks)
         diag: dict[str, int | str] = {"layers": chunks[0].num_layers, "split": split}
         for key in chunks[0].counts:
             diag[key] = sum(k.counts[key] for k in chunks)
-        diag["responses"], diag["weighting"] = responses, weighting
+        diag["responses"], diag["weighting"], diag["padding"] = responses, weighting, padding
         return ProxyResult(name, float(value), 0.0, diag)
 
     proxy.__name__ = name
@@ -362,11 +397,15 @@ def _wrcor_proxy(name: str, responses: Responses, weighting: Weighting) -> Calla
 def _doc(name: str, what: str) -> str:
     return (
         f"{what}\n\nOptions: ``responses`` ('both' | 'act' | 'grad'), ``weighting`` "
-        f"({' | '.join(WEIGHTINGS)}), ``split``, ``layers``, ``activation_types``, ``loss_fn``. "
+        f"({' | '.join(WEIGHTINGS)}), ``split``, ``layers``, ``activation_types``, ``loss_fn``, "
+        "``padding`` ('model' | 'circular'). "
         "Larger is better; ``-inf`` when no response is usable or K is singular. "
         "See :mod:`nas.proxies.wrcor`."
     )
 
+
+#: The registered members of the family (each takes every option above).
+WRCOR_PROXIES: tuple[str, ...] = ("wrcor", "rcor", "acor", "gcor")
 
 for _name, _resp, _weight, _what in (
     ("wrcor", "both", "exp_bottom_up", "WRCor: log|det| of exponentially bottom-to-top weighted activation+gradient correlations."),
@@ -386,13 +425,14 @@ def wrcor_family(
     *,
     split: int = 1,
     layers: Sequence[nn.Module] | None = None,
+    padding: Padding = "model",
 ) -> dict[str, float]:
     """Every ablation and weighting from one forward/backward pass.
 
     Returns scores keyed ``wrcor``, ``rcor``, ``acor``, ``gcor`` and ``wrcor_<weighting>`` for the
     five weighting schemes (``wrcor_exp_bottom_up`` equals ``wrcor``).
     """
-    chunks = response_kernels(model, inputs, targets, layers=layers, split=split)
+    chunks = response_kernels(model, inputs, targets, layers=layers, split=split, padding=padding)
 
     def total(responses: Responses, weighting: Weighting) -> float:
         return float(sum(k.score(responses, weighting) for k in chunks))
