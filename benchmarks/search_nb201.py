@@ -12,6 +12,10 @@ seeds that meet the same architecture score it once.
 turns every search with ``--proxy wrcor`` or ``--proxy sjw`` into table lookups;
 ``nb201_all_cells_init1.csv.gz`` and ``_init2`` hold the same under two other initializations
 (pass the matching ``--init-seed``).
+
+``--padding circular`` scores the WRCor members with the WRCor family's circular-padding probe
+(:mod:`nas.proxies.wrcor`); their cache columns are then ``<proxy>_circular``, so the two are
+never mixed.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import torch
 import nas
 from nas.benchmark import parse_device
 from nas.data import cifar10_batch, nb201_table
+from nas.proxies.wrcor import PADDINGS, WRCOR_PROXIES
 from nas.search import Objective, create
 
 
@@ -41,9 +46,13 @@ class CachedScorer:
         batch_size: int,
         device: str = "cpu",
         init_seed: int = 0,
+        padding: str = "model",
     ) -> None:
         self.objective, self.cache, self.device = objective, cache, torch.device(device)
         self.init_seed = init_seed
+        probed = padding != "model"
+        self.options = {m: {"padding": padding} if probed and m in WRCOR_PROXIES else {} for m in objective.members}
+        self.columns = [f"{m}_{padding}" if self.options[m] else m for m in objective.members]
         self.space = nas.spaces.get("nb201")
         self.x, self.y = cifar10_batch(batch_size, device=self.device)
         self.table: dict[str, tuple[float, ...]] = {}
@@ -51,14 +60,14 @@ class CachedScorer:
             if path.exists():
                 with (gzip.open(path, "rt", newline="") if path.suffix == ".gz" else path.open(newline="")) as f:
                     for row in csv.DictReader(f):
-                        if all(m in row for m in objective.members):
-                            self.table[row["arch"]] = tuple(float(row[m]) for m in objective.members)
+                        if all(c in row for c in self.columns):
+                            self.table[row["arch"]] = tuple(float(row[c]) for c in self.columns)
         cache.parent.mkdir(parents=True, exist_ok=True)
         new = not cache.exists()
         self.file = cache.open("a", newline="")
         self.writer = csv.writer(self.file)
         if new:
-            self.writer.writerow(["arch", *objective.members])
+            self.writer.writerow(["arch", *self.columns])
         self.computed = 0
 
     def __call__(self, arch) -> tuple[float, ...]:
@@ -66,7 +75,9 @@ class CachedScorer:
         if key not in self.table:
             torch.manual_seed(self.init_seed * 1_000_003 + self.space.index(arch))  # nas.benchmark's rule
             model = self.space.build(arch, num_classes=10).to(self.device)
-            values = tuple(nas.proxies.score(m, model, self.x, self.y).score for m in self.objective.members)
+            values = tuple(
+                nas.proxies.score(m, model, self.x, self.y, **self.options[m]).score for m in self.objective.members
+            )
             self.table[key] = values
             self.writer.writerow([key, *map(repr, values)])
             self.file.flush()
@@ -90,6 +101,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     parser.add_argument("--init-seed", type=int, default=0,
                         help="seed of the networks' initialization (as nas.benchmark's; must match --seed-cache)")  # fmt: skip
+    parser.add_argument("--padding", choices=PADDINGS, default="model",
+                        help="WRCor members: score the networks as built, or with the circular-padding probe")  # fmt: skip
     args = parser.parse_args()
     try:
         device = parse_device(args.device)
@@ -98,11 +111,11 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     objective = Objective(args.proxy)
-    scorer = CachedScorer(objective, args.cache, args.seed_cache, args.batch_size, device, args.init_seed)
+    scorer = CachedScorer(objective, args.cache, args.seed_cache, args.batch_size, device, args.init_seed, args.padding)
     space, table = nas.spaces.get("nb201"), nb201_table()
     best_possible = table.accuracy["cifar10"].max()
     print(f"NAS-Bench-201 CIFAR-10, proxy {args.proxy}, N = {args.n}, batch {args.batch_size}, seeds {args.seeds}, "
-          f"init seed {args.init_seed}")  # fmt: skip
+          f"init seed {args.init_seed}, padding {args.padding}")  # fmt: skip
     for name in args.algorithms:
         accs = []
         for seed in args.seeds:
