@@ -207,6 +207,20 @@ def test_circular_padding_probe_scores_a_circular_copy_and_restores_the_model() 
     assert [m.padding_mode for m in zeros if isinstance(m, nn.Conv2d)] == ["zeros"] * 3
 
 
+def test_circular_padding_probe_leaves_transposed_convolutions_alone() -> None:
+    from nas.proxies.wrcor import padded_as
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.ConvTranspose2d(4, 4, 3, padding=1),
+                          nn.ReLU(), nn.Conv2d(4, 4, 1), nn.Flatten(), nn.Linear(4 * 36, 3))  # fmt: skip
+    with padded_as(model, "circular") as switched:
+        assert switched == 1 and [m.padding_mode for m in model if hasattr(m, "padding_mode")] == [
+            "circular", "zeros", "zeros"
+        ]
+    r = nas.proxies.score("wrcor", model, torch.randn(8, 3, 6, 6), torch.randint(0, 3, (8,)), padding="circular")
+    assert math.isfinite(r.score)
+
+
 def test_batch_splitting() -> None:
     model = space.build(space.decode(RESNET_CELL))
     x, y = cifar10_batch(12)

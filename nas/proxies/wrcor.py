@@ -177,14 +177,15 @@ def _abs_corr(x: torch.Tensor, rel_tol: float) -> tuple[torch.Tensor | None, str
 @contextmanager
 def padded_as(model: nn.Module, padding: Padding) -> Iterator[int]:
     """Within the block, ``padding="circular"`` switches every zero-padded convolution of ``model``
-    to circular padding; yields how many were switched and restores them on exit."""
+    (transposed ones excepted: torch pads those with zeros only) to circular padding; yields how
+    many were switched and restores them on exit."""
     if padding not in PADDINGS:
         raise ValueError(f"unknown padding {padding!r}; allowed: {', '.join(PADDINGS)}")
     convs = []
     if padding == "circular":
         convs = [
             m for m in model.modules()
-            if isinstance(m, nn.modules.conv._ConvNd) and m.padding_mode == "zeros"
+            if isinstance(m, nn.modules.conv._ConvNd) and not m.transposed and m.padding_mode == "zeros"
             and m.padding != "valid" and (isinstance(m.padding, str) or any(m.padding))
         ]  # fmt: skip
     try:
