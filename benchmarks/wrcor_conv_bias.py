@@ -99,8 +99,9 @@ def main() -> None:
             model = space.build(arch, num_classes=10)
             family = wrcor_family(model, x, y)
             h = hooked_score(model, x, y)
-            circular = nas.proxies.score("wrcor", model, x, y, padding="circular").score
-            rows.append((ops.count("nor_conv_3x3"), space.accuracy(arch, "cifar10"), family["wrcor"], h, family, circular))
+            circular = wrcor_family(model, x, y, padding="circular")
+            rows.append((ops.count("nor_conv_3x3"), space.accuracy(arch, "cifar10"), family["wrcor"], h, family,
+                         circular["wrcor"], circular))  # fmt: skip
     print(f"64 all-convolution NAS-Bench-201 cells x {args.inits} initializations, batch 64 of real CIFAR-10")
     print("| #3x3 | cells | mean C10 test acc | mean wrcor | mean hooked | mean circular |")
     print("|---|---|---|---|---|---|")
@@ -116,12 +117,22 @@ def main() -> None:
         values = [r[i] for r in rows]
         print(f"{name}: Spearman with C10 accuracy over these cells {stats.spearmanr(values, acc).statistic:+.3f}, "
               f"with #3x3 {stats.spearmanr(values, n3).statistic:+.3f}")
-    print("\nThe paper's ablations on the same cells (one forward/backward each, nas.proxies.wrcor.wrcor_family):")
-    print("| variant | Spearman with C10 acc | Spearman with #3x3 |")
-    print("|---|---|---|")
+    print("\nThe paper's ablations on the same cells (one forward/backward each, nas.proxies.wrcor.wrcor_family),")
+    print("as built and with circular padding; then ACor and GCor per #3x3:")
+    print("| variant | Spearman with C10 acc | Spearman with #3x3 | circular: with C10 acc | circular: with #3x3 |")
+    print("|---|---|---|---|---|")
     for key in rows[0][4]:
-        values = [r[4][key] for r in rows]
-        print(f"| {key} | {stats.spearmanr(values, acc).statistic:+.3f} | {stats.spearmanr(values, n3).statistic:+.3f} |")
+        cells = []
+        for j in (4, 6):
+            values = [r[j][key] for r in rows]
+            cells += [f"{stats.spearmanr(values, acc).statistic:+.3f}", f"{stats.spearmanr(values, n3).statistic:+.3f}"]
+        print(f"| {key} | " + " | ".join(cells) + " |")
+    print("\n| #3x3 | mean acor | mean acor, circular | mean gcor | mean gcor, circular |")
+    print("|---|---|---|---|---|")
+    for k3 in range(7):
+        sel = [r for r in rows if r[0] == k3]
+        print(f"| {k3} | " + " | ".join(f"{statistics.fmean(r[j][key] for r in sel):.2f}"
+                                       for key in ("acor", "gcor") for j in (4, 6)) + " |")  # fmt: skip
 
 
 if __name__ == "__main__":
