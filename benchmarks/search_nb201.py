@@ -55,13 +55,15 @@ class CachedScorer:
         self.columns = [f"{m}_{padding}" if self.options[m] else m for m in objective.members]
         self.space = nas.spaces.get("nb201")
         self.x, self.y = cifar10_batch(batch_size, device=self.device)
-        self.table: dict[str, tuple[float, ...]] = {}
+        # arch -> {column: score}; each file gives the columns it has, so members stored in
+        # different files (e.g. SynFlow in one, WRCor in another) combine.
+        self.table: dict[str, dict[str, float]] = {}
         for path in (*seed_caches, cache):
             if path.exists():
                 with (gzip.open(path, "rt", newline="") if path.suffix == ".gz" else path.open(newline="")) as f:
                     for row in csv.DictReader(f):
-                        if all(c in row for c in self.columns):
-                            self.table[row["arch"]] = tuple(float(row[c]) for c in self.columns)
+                        known = self.table.setdefault(row["arch"], {})
+                        known.update({c: float(row[c]) for c in self.columns if row.get(c) not in (None, "")})
         cache.parent.mkdir(parents=True, exist_ok=True)
         new = not cache.exists()
         self.file = cache.open("a", newline="")
@@ -72,17 +74,17 @@ class CachedScorer:
 
     def __call__(self, arch) -> tuple[float, ...]:
         key = self.space.encode(arch)
-        if key not in self.table:
+        known = self.table.setdefault(key, {})
+        missing = [(m, c) for m, c in zip(self.objective.members, self.columns, strict=True) if c not in known]
+        if missing:
             torch.manual_seed(self.init_seed * 1_000_003 + self.space.index(arch))  # nas.benchmark's rule
             model = self.space.build(arch, num_classes=10).to(self.device)
-            values = tuple(
-                nas.proxies.score(m, model, self.x, self.y, **self.options[m]).score for m in self.objective.members
-            )
-            self.table[key] = values
-            self.writer.writerow([key, *map(repr, values)])
+            for m, c in missing:
+                known[c] = nas.proxies.score(m, model, self.x, self.y, **self.options[m]).score
+            self.writer.writerow([key, *(repr(known[c]) for c in self.columns)])
             self.file.flush()
             self.computed += 1
-        return self.table[key]
+        return tuple(known[c] for c in self.columns)
 
 
 def main() -> None:
