@@ -66,7 +66,8 @@ def _wrcor_pass(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, wante
         t0 = time.perf_counter()
         responses, weighting = _wrcor_defaults(name)
         value = float(sum(k.score(responses, weighting) for k in chunks))  # type: ignore[arg-type]
-        diag = {"layers": chunks[0].num_layers, "split": 1, **counts, "responses": responses, "weighting": weighting}
+        diag = {"layers": chunks[0].num_layers, "split": 1, **counts, "responses": responses, "weighting": weighting,
+                "padding": "model"}
         out[name] = ProxyResult(name, value, shared + time.perf_counter() - t0, diag)
     return out
 
@@ -74,7 +75,7 @@ def _wrcor_pass(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, wante
 #: Groups of proxies computed from one pass (with default options).
 SHARED_PASSES: tuple[SharedPass, ...] = (
     SharedPass(baselines.GRADIENT_FAMILY, _gradient_pass),
-    SharedPass(("wrcor", "rcor", "acor", "gcor"), _wrcor_pass),
+    SharedPass(wrcor.WRCOR_PROXIES, _wrcor_pass),
 )
 
 
