@@ -21,6 +21,7 @@ from nas.search.runner import (
     CandidateScorer,
     RunFolder,
     Scored,
+    check_proxy_kwargs,
     plot_search,
     run_search,
     serial_map,
@@ -91,6 +92,7 @@ class ZeroShotSearch(Callback):
         if space not in nas.spaces.available():
             raise ValueError(f"unknown search space {space!r}; available: {', '.join(nas.spaces.available())}")
         self.objective = nas_search.Objective(proxy)  # raises for unknown proxies / votes
+        check_proxy_kwargs(self.objective, dict(proxy_kwargs or {}))
         if algorithm not in nas_search.available():
             raise ValueError(f"unknown search algorithm {algorithm!r}; available: {', '.join(nas_search.available())}")
         for name, value in (("num_candidates", num_candidates), ("top_k", top_k)):

@@ -69,6 +69,24 @@ def test_bad_names_are_rejected_up_front() -> None:
         create("evolution", space, Objective("wrcor"), 10, population_size=8, tournament_size=9)
 
 
+@pytest.mark.parametrize(
+    ("proxy", "options", "match"),
+    [
+        ("wrcor", {"synflow": {}}, r"proxy_kwargs names \['synflow'\], which are not among the members"),
+        ("wrcor", {"wrcor": {"paddin": "circular"}}, r"proxy 'wrcor' has no option\(s\) \['paddin'\]"),
+        ("sjw", {"wrcor": {"padding": "reflect"}}, "padding='reflect' is not allowed; expected one of 'model', 'circular'"),
+        ("wrcor", {"wrcor": {"weighting": "cubic"}}, "weighting='cubic' is not allowed"),
+        ("wrcor", {"wrcor": "circular"}, r"proxy_kwargs\['wrcor'\] must be a mapping of options"),
+    ],
+)
+def test_bad_proxy_options_are_refused_before_any_work(tmp_path, proxy, options, match) -> None:
+    from callbacks import ZeroShotSearch
+
+    with pytest.raises(ValueError, match=match):
+        ZeroShotSearch(proxy=proxy, proxy_kwargs=options, output_dir=str(tmp_path))
+    assert not any(tmp_path.iterdir()), "nothing written"
+
+
 def test_evolution_ages_its_population() -> None:
     algo = drive(create("evolution", space, Objective("params"), 100, seed=0, population_size=16, tournament_size=4))
     assert len(algo.population) == 16

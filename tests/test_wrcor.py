@@ -202,8 +202,10 @@ def test_circular_padding_probe_scores_a_circular_copy_and_restores_the_model() 
     assert probed.score != pytest.approx(nas.proxies.score("wrcor", zeros, x, y).score, abs=1e-3)
     assert [m.padding_mode for m in zeros if isinstance(m, nn.Conv2d)] == ["zeros"] * 3, "model restored"
     assert wrcor_family(zeros, x, y, padding="circular")["wrcor"] == pytest.approx(probed.score, abs=1e-9)
-    with pytest.raises(ValueError, match="unknown padding 'reflect'; allowed: model, circular"):
+    with pytest.raises(ValueError, match="padding='reflect' is not allowed; expected one of 'model', 'circular'"):
         nas.proxies.score("wrcor", zeros, x, y, padding="reflect")
+    with pytest.raises(ValueError, match="unknown padding 'reflect'; allowed: model, circular"):
+        wrcor_family(zeros, x, y, padding="reflect")
     assert [m.padding_mode for m in zeros if isinstance(m, nn.Conv2d)] == ["zeros"] * 3
 
 

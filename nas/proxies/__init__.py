@@ -12,11 +12,20 @@ Example:
 """
 
 from nas.proxies import baselines, cost, many, vote, wrcor  # noqa: E402,F401  (register the built-in proxies)
-from nas.proxies.base import ProxyResult, ProxySpec, available, get, register, score, validate_batch
+from nas.proxies.base import (
+    ProxyResult,
+    ProxySpec,
+    available,
+    get,
+    register,
+    score,
+    validate_batch,
+    validate_options,
+)
 from nas.proxies.many import failed, score_many
 from nas.proxies.vote import Vote, available_votes, get_vote, rank_average, register_vote
 
 __all__ = [
     "ProxyResult", "ProxySpec", "Vote", "available", "available_votes", "failed", "get", "get_vote",
-    "rank_average", "register", "register_vote", "score", "score_many", "validate_batch",
+    "rank_average", "register", "register_vote", "score", "score_many", "validate_batch", "validate_options",
 ]

@@ -7,7 +7,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, get_args, get_origin, get_type_hints
 
 import torch
 from torch import nn
@@ -89,6 +89,28 @@ def get(name: str) -> ProxySpec:
         raise ValueError(f"unknown proxy {name!r}; available: {', '.join(available())}") from None
 
 
+def validate_options(name: str, options: dict[str, Any]) -> None:
+    """Check ``options`` of the proxy ``name`` without running it (e.g. before a search starts).
+
+    Raises:
+        ValueError: the proxy is unknown, has no option of that name, or an option typed as a
+            ``Literal`` gets a value outside its choices (naming the value and the choices).
+    """
+    spec = get(name)
+    unknown = set(options) - set(spec.options)
+    if unknown:
+        raise ValueError(f"proxy {name!r} has no option(s) {sorted(unknown)}; its options: {spec.options}")
+    try:
+        hints = get_type_hints(spec.fn)
+    except Exception:  # unresolvable annotations: leave the values to the proxy itself
+        return
+    for key, value in options.items():
+        hint = hints.get(key)
+        if get_origin(hint) is Literal and value not in get_args(hint):
+            choices = ", ".join(map(repr, get_args(hint)))
+            raise ValueError(f"proxy {name!r}: {key}={value!r} is not allowed; expected one of {choices}")
+
+
 def validate_batch(inputs: torch.Tensor, targets: torch.Tensor | None, *, needs_targets: bool = True) -> None:
     """Check that ``inputs``/``targets`` form a usable scoring batch.
 
@@ -134,11 +156,7 @@ def score(
     """
     spec = get(name)
     validate_batch(inputs, targets, needs_targets=spec.needs_targets)
-    unknown = set(options) - set(spec.options)
-    if unknown:
-        raise ValueError(
-            f"proxy {name!r} has no option(s) {sorted(unknown)}; its options: {spec.options}"
-        )
+    validate_options(name, options)
     start = time.perf_counter()
     result = spec.fn(model, inputs, targets, **options)
     seconds = time.perf_counter() - start

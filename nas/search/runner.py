@@ -49,6 +49,22 @@ class Scored:
     error: str = ""
 
 
+def check_proxy_kwargs(objective: Objective, proxy_kwargs: dict[str, dict[str, Any]]) -> None:
+    """Check per-member proxy options before any candidate is scored.
+
+    Raises:
+        ValueError: a name that is not a member of ``objective``, an option the proxy does not
+            have, or a value outside an option's choices.
+    """
+    unknown = set(proxy_kwargs) - set(objective.members)
+    if unknown:
+        raise ValueError(f"proxy_kwargs names {sorted(unknown)}, which are not among the members {objective.members}")
+    for name, options in proxy_kwargs.items():
+        if not isinstance(options, dict):
+            raise ValueError(f"proxy_kwargs[{name!r}] must be a mapping of options, got {options!r}")
+        proxies.validate_options(name, options)
+
+
 class CandidateScorer:
     """Builds a candidate at initialization and scores it with the objective's members.
 
@@ -86,9 +102,7 @@ class CandidateScorer:
         self.seed = seed
         self.proxy_kwargs = proxy_kwargs or {}
         self._resized: dict[int, torch.Tensor] = {}
-        unknown = set(self.proxy_kwargs) - set(objective.members)
-        if unknown:
-            raise ValueError(f"proxy_kwargs names {sorted(unknown)}, which are not among the members {objective.members}")
+        check_proxy_kwargs(objective, self.proxy_kwargs)
 
     def _inputs_at(self, resolution: int | None) -> torch.Tensor:
         """The scoring batch at a candidate's own input resolution (bilinear resize, cached)."""
