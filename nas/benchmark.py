@@ -210,6 +210,11 @@ def _time_fwd_bwd(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> f
     return seconds
 
 
+def _not_wrcor_family(proxy_names: Sequence[str]) -> list[str]:
+    """The names that take no WRCor-family option (``padding``)."""
+    return [n for n in proxy_names if n not in (FAMILY, *WRCOR_PROXIES)]
+
+
 def evaluate(
     indices: Sequence[int],
     proxy_names: Sequence[str],
@@ -234,11 +239,10 @@ def evaluate(
     for name in proxy_names:
         if name != FAMILY:
             proxies.get(name)
-    if padding not in PADDINGS:
-        raise ValueError(f"unknown padding {padding!r}; allowed: {', '.join(PADDINGS)}")
     opts = {} if padding == "model" else {"padding": padding}
-    if opts and (other := [n for n in proxy_names if n not in (FAMILY, *WRCOR_PROXIES)]):
-        raise ValueError(f"padding={padding!r} is an option of the WRCor family only, not of {other}")
+    proxies.validate_options("wrcor", opts)
+    if opts and (other := _not_wrcor_family(proxy_names)):
+        raise ValueError(f"padding={padding!r} is an option of the WRCor family only, not of {', '.join(other)}")
     space = spaces.get("nb201")
     table = nb201_table()
     x, y = cifar10_batch(batch_size, offset=batch_offset, device=device)
@@ -356,7 +360,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     bad = [p for p in args.proxies if p not in known]
     if bad:
         parser.error(f"unknown proxy {bad[0]!r}; available: {', '.join(sorted(known))}")
-    if args.padding != "model" and (other := [p for p in args.proxies if p not in (FAMILY, *WRCOR_PROXIES)]):
+    if args.padding != "model" and (other := _not_wrcor_family(args.proxies)):
         parser.error(f"--padding {args.padding} applies to the WRCor family only, not to {', '.join(other)}")
     total = len(nb201_table())
     per_seed = {s: sample_indices(None if args.all else args.n, s, total) for s in args.seeds}

@@ -100,9 +100,11 @@ def validate_options(name: str, options: dict[str, Any]) -> None:
     unknown = set(options) - set(spec.options)
     if unknown:
         raise ValueError(f"proxy {name!r} has no option(s) {sorted(unknown)}; its options: {spec.options}")
+    if not options:
+        return
     try:
         hints = get_type_hints(spec.fn)
-    except Exception:  # unresolvable annotations: leave the values to the proxy itself
+    except (NameError, TypeError):  # unresolvable annotations: leave the values to the proxy itself
         return
     for key, value in options.items():
         hint = hints.get(key)
