@@ -2,7 +2,9 @@
 # GPU check of the training side (one GPU, a few minutes): trains a timm model at 224x224 with
 # bf16-mixed precision and channels-last through ClassificationModule, first on synthetic batches
 # already on the GPU (the model's own speed), then through the FFCV datamodule on a .beton
-# generated here (the loader's ability to keep up). Prints images/s and peak GPU memory of each.
+# generated here (the loader's ability to keep up), without and with the recipe's per-sample
+# augmentation on the GPU (colour jitter, AutoAugment, random erasing). Prints images/s and peak
+# GPU memory of each, then the augmentation's own rate, batched against per-image torchvision.
 #
 #   bash benchmarks/gpu_check.sh                 # wrcor_600m (the paper's 600M-MAC network)
 #   bash benchmarks/gpu_check.sh resnet50        # any timm model name or a winner.yaml
@@ -103,4 +105,10 @@ if have_ffcv:
     dm = FFCVDataModule(beton, beton, image_size=224, batch_size=batch, num_workers=workers, image_dtype="float16")
     loaded = run("ffcv", datamodule=dm)
     print(f"ffcv / synthetic = {loaded / synthetic:.2f}")
+    dm = FFCVDataModule(beton, beton, image_size=224, batch_size=batch, num_workers=workers, image_dtype="float16",
+                        color_jitter=(0.4, 0.4, 0.4, 0.2), auto_augment=True, random_erasing=0.5)
+    augmented = run("ffcv+aug", datamodule=dm)
+    print(f"ffcv+aug / synthetic = {augmented / synthetic:.2f}")
 EOF
+
+"$PYTHON" benchmarks/augment_throughput.py --device cuda --batch-size "$BATCH" --size 224 --batches 10

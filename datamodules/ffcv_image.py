@@ -41,6 +41,7 @@ from datamodules._common import (
     require_file,
     world_size,
 )
+from datamodules.augment import batch_augment
 
 ImageDType = Literal["float32", "float16"]
 _FIELDS = ("image", "label")
@@ -127,7 +128,9 @@ class FFCVDataModule(LightningDataModule):
     """ImageNet-style classification data from FFCV ``.beton`` files.
 
     Train: random-resized crop (decoded by FFCV), horizontal flip, to the rank's device,
-    channels-last, normalized on the device. Val: center crop of ``val_crop_ratio`` of the short
+    channels-last, then the optional augmentation of the paper's recipe on the device, drawn per
+    sample (:mod:`datamodules.augment`: colour jitter and AutoAugment on the uint8 images,
+    normalization, random erasing), else normalized on the device. Val: center crop of ``val_crop_ratio`` of the short
     side, resized to ``val_image_size``. The train decoder is exposed as :attr:`train_decoder`
     whose ``output_size`` :class:`callbacks.progressive_resize.ProgressiveResize` sets per epoch.
 
@@ -150,6 +153,10 @@ class FFCVDataModule(LightningDataModule):
         distributed: shard over ranks; None detects it (``trainer.world_size > 1``) in ``setup``.
         seed: traversal-order seed (the same on every rank, so shards stay disjoint).
         batches_ahead: batches prepared in advance.
+        color_jitter: ``(brightness, contrast, saturation[, hue])`` per-sample jitter amounts
+            (the paper's recipe: ``(0.4, 0.4, 0.4, 0.2)``), or None.
+        auto_augment: AutoAugment with the ImageNet policy, per sample.
+        random_erasing: probability per sample of erasing a random rectangle (the recipe: 0.5).
 
     Raises:
         FileNotFoundError: a ``.beton`` path does not exist (in ``setup``).
@@ -178,10 +185,14 @@ class FFCVDataModule(LightningDataModule):
         distributed: bool | None = None,
         seed: int = 0,
         batches_ahead: int = 3,
+        color_jitter: tuple[float, float, float, float] | None = None,
+        auto_augment: bool = False,
+        random_erasing: float = 0.0,
     ) -> None:
         super().__init__()
         check_batch_args(batch_size, global_batch_size)
         check_image_args(image_size, val_image_size, val_crop_ratio, scale, mean, std)
+        self.augment_uint8, self.augment_normalized = batch_augment(color_jitter, auto_augment, random_erasing)
         if image_dtype not in ("float32", "float16"):
             raise ValueError(f"image_dtype must be float32 or float16, got {image_dtype!r}")
         if num_workers < 1:
@@ -262,7 +273,9 @@ class FFCVDataModule(LightningDataModule):
             ToTensor(),
             ToDevice(device, non_blocking=True),
             ToTorchImage(channels_last=True),
+            *self.augment_uint8,
             *self._normalize(device),
+            *self.augment_normalized,
         ]
         loader = self._loader(path, image, device, train=True)
         return EpochLoader(loader, lambda: self.trainer.current_epoch if self.trainer else None)

@@ -25,12 +25,15 @@ from datamodules._common import (
     per_device_batch_size,
     world_size,
 )
+from datamodules.augment import AUTOAUGMENT_FILL, batch_augment
 
 
 class ImageFolderDataModule(LightningDataModule):
     """Classification data from an ImageFolder tree.
 
-    Train: random-resized crop of ``image_size`` (area ``scale``), horizontal flip, normalize.
+    Train: random-resized crop of ``image_size`` (area ``scale``), horizontal flip, the optional
+    augmentation of the paper's recipe (torchvision's per-image ``ColorJitter`` and ``AutoAugment``
+    with the ImageNet policy, then after normalization ``RandomErasing``), normalize.
     Val: resize the short side to ``val_image_size / val_crop_ratio``, center-crop
     ``val_image_size``. Under DDP, Lightning shards the data with a DistributedSampler.
 
@@ -49,6 +52,9 @@ class ImageFolderDataModule(LightningDataModule):
         train_split: training folder name under ``root``.
         val_split: validation folder name under ``root`` (also used by ``test``).
         pin_memory: pin host memory for faster GPU transfer.
+        color_jitter: ``(brightness, contrast, saturation[, hue])`` jitter amounts, or None.
+        auto_augment: AutoAugment with the ImageNet policy (mid-grey fill, as the FFCV module).
+        random_erasing: probability per image of erasing a random rectangle.
 
     Raises:
         FileNotFoundError: a split folder is missing or holds no images (in ``setup``).
@@ -71,10 +77,14 @@ class ImageFolderDataModule(LightningDataModule):
         train_split: str = "train",
         val_split: str = "val",
         pin_memory: bool = True,
+        color_jitter: tuple[float, float, float, float] | None = None,
+        auto_augment: bool = False,
+        random_erasing: float = 0.0,
     ) -> None:
         super().__init__()
         check_batch_args(batch_size, global_batch_size)
         check_image_args(image_size, val_image_size, val_crop_ratio, scale, mean, std)
+        batch_augment(color_jitter, auto_augment, random_erasing)  # the same argument checks
         if num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {num_workers}")
         self.save_hyperparameters()
@@ -96,11 +106,19 @@ class ImageFolderDataModule(LightningDataModule):
             v2.ToDtype(torch.float32, scale=True),
             v2.Normalize(list(mean), list(std)),
         ]
+        per_image: list[v2.Transform] = []
+        if color_jitter is not None:
+            per_image.append(v2.ColorJitter(*color_jitter))
+        if auto_augment:
+            per_image.append(v2.AutoAugment(v2.AutoAugmentPolicy.IMAGENET, fill=AUTOAUGMENT_FILL))
+        erasing = [v2.RandomErasing(p=random_erasing)] if random_erasing else []
         self.train_transform = v2.Compose(
             [
                 v2.RandomResizedCrop(image_size, scale=tuple(scale), antialias=True),
                 v2.RandomHorizontalFlip(),
+                *per_image,
                 *to_tensor,
+                *erasing,
             ]
         )
         self.val_transform = v2.Compose(

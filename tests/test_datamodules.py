@@ -164,6 +164,35 @@ def test_ffcv_loaders_give_normalized_channels_last_batches(
     assert xh.dtype == torch.float16 and xh.is_contiguous(memory_format=torch.channels_last)
 
 
+PAPER_AUGMENT = {"color_jitter": (0.4, 0.4, 0.4, 0.2), "auto_augment": True}
+
+
+def test_train_pipelines_apply_the_paper_augmentation(betons: dict[str, Path], jpeg_tree: Path) -> None:
+    common = {"image_size": 32, "batch_size": 16, **CIFAR_NORM}
+    plain = FFCVDataModule(str(betons["train"]), str(betons["val"]), num_workers=1, **common)
+    aug = FFCVDataModule(str(betons["train"]), str(betons["val"]), num_workers=1, random_erasing=1.0,
+                         **PAPER_AUGMENT, **common)  # fmt: skip
+    batches = []
+    for dm in (plain, aug):
+        dm.setup("fit")
+        torch.manual_seed(0)
+        batches.append(next(iter(dm.train_dataloader())))
+    (xp, yp), (xa, ya) = batches
+    assert xa.shape == xp.shape and xa.dtype == torch.float32
+    assert xa.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(ya, yp), "augmentation must not change FFCV's sample order"
+    erased = (xa == 0).all(dim=1).flatten(1).sum(dim=1)
+    assert int((erased > 0).sum()) >= 14, "random erasing with p=1 should erase (almost) every image"
+    assert int((xp == 0).all(dim=1).sum()) == 0, "without augmentation no pixel is exactly the mean colour"
+    val_plain, val_aug = (next(iter(dm.val_dataloader()))[0] for dm in (plain, aug))
+    assert torch.equal(val_plain, val_aug), "validation images must not be augmented"
+
+    folder = ImageFolderDataModule(str(jpeg_tree), num_workers=0, random_erasing=1.0, **PAPER_AUGMENT, **common)
+    folder.setup("fit")
+    xf, _ = next(iter(folder.train_dataloader()))
+    assert xf.shape == (16, 3, 32, 32) and int(((xf == 0).all(dim=1).flatten(1).sum(dim=1) > 0).sum()) >= 14
+
+
 def test_resolution_schedule_is_a_pure_function() -> None:
     got = [resolution(e, start_ramp=2, end_ramp=6, min_res=160, max_res=256) for e in range(9)]
     assert got == [160, 160, 160, 192, 192, 224, 256, 256, 256]  # 208 -> 192: half to even
@@ -278,6 +307,9 @@ def test_batch_size_errors_and_global_batch() -> None:
         ({"scale": (0.0, 1.0)}, r"got \(0.0, 1.0\)"),
         ({"mean": (0.5, 0.5)}, "mean and std need 3 values each"),
         ({"std": (0.2, 0.0, 0.2)}, r"std values must be > 0, got \(0.2, 0.0, 0.2\)"),
+        ({"color_jitter": (0.4, 0.4)}, r"color_jitter takes \(brightness, contrast, saturation\[, hue\]\)"),
+        ({"color_jitter": (0.4, 0.4, 0.4, 0.6)}, r"color jitter hue must be in \[0, 0.5\], got 0.6"),
+        ({"random_erasing": -0.5}, r"random_erasing is a probability in \[0, 1\], got -0.5"),
     ],
 )
 def test_image_datamodules_refuse_bad_image_args(bad: dict, match: str) -> None:
@@ -301,6 +333,9 @@ def test_image_folder_matches_the_ffcv_interface(jpeg_tree: Path, tmp_path: Path
         "val_crop_ratio",
         "mean",
         "std",
+        "color_jitter",
+        "auto_augment",
+        "random_erasing",
     )
     for name in shared:
         assert name in ffcv_args and name in folder_args, name

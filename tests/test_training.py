@@ -342,6 +342,9 @@ def test_slurm_allocation_is_resolved_by_the_cli(
         run=False,
     )
     trainer = cli.trainer
+    uint8_ops, float_ops = cli.datamodule.augment_uint8, cli.datamodule.augment_normalized
+    assert [type(m).__name__ for m in uint8_ops + float_ops] == ["BatchColorJitter", "BatchAutoAugment", "BatchRandomErasing"]
+    assert uint8_ops[0].amounts == (0.4, 0.4, 0.4, 0.2) and float_ops[0].p == 0.5, "the recipe's augmentation"
     env = trainer.strategy.cluster_environment
     assert isinstance(env, SLURMEnvironment)
     assert env.creates_processes_externally, "srun starts the processes, Lightning must not"
