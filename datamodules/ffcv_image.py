@@ -128,9 +128,9 @@ class FFCVDataModule(LightningDataModule):
     """ImageNet-style classification data from FFCV ``.beton`` files.
 
     Train: random-resized crop (decoded by FFCV), horizontal flip, to the rank's device,
-    channels-last, then the optional augmentation of the paper's recipe on the device, drawn per
-    sample (:mod:`datamodules.augment`: colour jitter and AutoAugment on the uint8 images,
-    normalization, random erasing), else normalized on the device. Val: center crop of ``val_crop_ratio`` of the short
+    channels-last, optionally the recipe's colour jitter and AutoAugment on the uint8 images,
+    normalized on the device, optionally random erasing (the augmentation drawn per sample, on
+    the device: :mod:`datamodules.augment`). Val: center crop of ``val_crop_ratio`` of the short
     side, resized to ``val_image_size``. The train decoder is exposed as :attr:`train_decoder`
     whose ``output_size`` :class:`callbacks.progressive_resize.ProgressiveResize` sets per epoch.
 
@@ -185,7 +185,7 @@ class FFCVDataModule(LightningDataModule):
         distributed: bool | None = None,
         seed: int = 0,
         batches_ahead: int = 3,
-        color_jitter: tuple[float, float, float, float] | None = None,
+        color_jitter: Sequence[float] | None = None,
         auto_augment: bool = False,
         random_erasing: float = 0.0,
     ) -> None:

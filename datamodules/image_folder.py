@@ -31,9 +31,9 @@ from datamodules.augment import AUTOAUGMENT_FILL, batch_augment
 class ImageFolderDataModule(LightningDataModule):
     """Classification data from an ImageFolder tree.
 
-    Train: random-resized crop of ``image_size`` (area ``scale``), horizontal flip, the optional
-    augmentation of the paper's recipe (torchvision's per-image ``ColorJitter`` and ``AutoAugment``
-    with the ImageNet policy, then after normalization ``RandomErasing``), normalize.
+    Train: random-resized crop of ``image_size`` (area ``scale``), horizontal flip, optionally
+    torchvision's per-image ``ColorJitter`` and ``AutoAugment`` (ImageNet policy), normalize,
+    optionally ``RandomErasing``.
     Val: resize the short side to ``val_image_size / val_crop_ratio``, center-crop
     ``val_image_size``. Under DDP, Lightning shards the data with a DistributedSampler.
 
@@ -77,7 +77,7 @@ class ImageFolderDataModule(LightningDataModule):
         train_split: str = "train",
         val_split: str = "val",
         pin_memory: bool = True,
-        color_jitter: tuple[float, float, float, float] | None = None,
+        color_jitter: Sequence[float] | None = None,
         auto_augment: bool = False,
         random_erasing: float = 0.0,
     ) -> None:
