@@ -43,12 +43,9 @@ def load_scores(path: Path, space: nas.spaces.SearchSpace) -> dict[str, dict[str
     return table
 
 
-def winner_accuracy(algorithm: str, proxy: str, table: dict[str, dict[str, float]], n: int, seed: int) -> float:
-    space = nas.spaces.get("nb201")
-    objective = Objective(proxy)
-    missing = [m for m in objective.members if m not in next(iter(table.values()))]
-    if missing:
-        raise ValueError(f"the scores file has no column for {missing}; it has {sorted(next(iter(table.values())))}")
+def winner_accuracy(
+    algorithm: str, space: nas.spaces.SearchSpace, objective: Objective, table: dict[str, dict[str, float]], n: int, seed: int
+) -> float:
     algo = create(algorithm, space, objective, n, seed=seed)
     while not algo.done:
         archs = algo.ask()
@@ -79,8 +76,13 @@ def main() -> None:
     print(f"| proxy | mean | std | s.e. | seeds 0-4 | P(five-seed mean >= {args.target}) |")
     print("|---|---|---|---|---|---|")
     boot = np.random.default_rng(1)
+    columns = next(iter(table.values()))
     for proxy in args.proxies:
-        a = np.array([winner_accuracy(args.algorithm, proxy, table, args.n, s) for s in range(args.seeds)])
+        objective = Objective(proxy)
+        missing = [m for m in objective.members if m not in columns]
+        if missing:
+            parser.error(f"{args.scores} has no column for {missing}; it has {sorted(columns)}")
+        a = np.array([winner_accuracy(args.algorithm, space, objective, table, args.n, s) for s in range(args.seeds)])
         five = boot.choice(a, size=(100_000, 5)).mean(axis=1)
         print(f"| {proxy} | {a.mean():.2f} | {a.std(ddof=1):.2f} | {a.std(ddof=1) / np.sqrt(len(a)):.2f} | "
               f"{a[:5].mean():.2f} | {np.mean(five >= args.target):.3f} |", flush=True)  # fmt: skip

@@ -142,7 +142,7 @@ class BatchColorJitter(nn.Module):
                 continue
             low, high = (-amount, amount) if op == 3 else (max(0.0, 1.0 - amount), 1.0 + amount)
             factors.append(torch.empty(n).uniform_(low, high))
-        order = torch.stack([torch.randperm(4) for _ in range(n)]) if n else torch.empty(0, 4, dtype=torch.int64)
+        order = torch.rand(n, 4).argsort(dim=1)  # a uniform random permutation per sample
         return JitterDraws(tuple(factors), order)
 
     def apply(self, images: torch.Tensor, draws: JitterDraws) -> torch.Tensor:
@@ -291,15 +291,17 @@ class BatchAutoAugment(nn.Module):
 
     def sample(self, n: int, height: int, width: int) -> list[list[Step]]:
         """Two steps (lists of ``n`` draws): what each sample's first and second operation is."""
-        policy = torch.randint(len(IMAGENET_POLICY), (n,)).tolist()
+        # the magnitude of every (sub-policy, step) for this image size, once per batch
+        values = [[magnitude(op, bin_, height, width) for op, _, bin_ in sub] for sub in IMAGENET_POLICY]
+        probs = torch.tensor([[prob for _, prob, _ in sub] for sub in IMAGENET_POLICY])
+        policy = torch.randint(len(IMAGENET_POLICY), (n,))
         steps: list[list[Step]] = []
         for k in range(2):
-            applies = (torch.rand(n) <= torch.tensor([IMAGENET_POLICY[p][k][1] for p in policy])).tolist()
+            applies = (torch.rand(n) <= probs[policy, k]).tolist()
             negative = (torch.rand(n) <= 0.5).tolist()
             step: list[Step] = []
-            for p, on, neg in zip(policy, applies, negative, strict=True):
-                op, _, bin_ = IMAGENET_POLICY[p][k]
-                value = magnitude(op, bin_, height, width)
+            for p, on, neg in zip(policy.tolist(), applies, negative, strict=True):
+                op, value = IMAGENET_POLICY[p][k][0], values[p][k]
                 step.append((op, -value if neg and op in _SIGNED else value) if on else None)
             steps.append(step)
         return steps
