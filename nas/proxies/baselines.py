@@ -25,8 +25,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Callable, Collection, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Collection
 from typing import Any, Literal
 
 import torch
@@ -34,101 +33,24 @@ from torch import nn
 from torch.func import functional_call
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from nas.proxies._functional import (
+    PRUNABLE,
+    RELU_TYPES,
+    check_targets,
+    detached_state,
+    finite,
+    logits_of,
+    mode,
+    model_name,
+    prunable_weights,
+)
 from nas.proxies.base import ProxyResult, register
-from nas.proxies.wrcor import _DROPOUTS
 
-#: Modules whose ``weight`` the parameter-based proxies score.
-PRUNABLE: tuple[type[nn.Module], ...] = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
-#: Piecewise-linear units with their kink at 0, whose on/off pattern NASWOT reads.
-RELU_TYPES: tuple[type[nn.Module], ...] = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.RReLU)
 #: The members computed together by :func:`gradient_family`.
 GRADIENT_FAMILY: tuple[str, ...] = ("grad_norm", "snip", "fisher", "grasp")
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Outcome = ProxyResult | Exception
-
-
-# --------------------------------------------------------------------------- shared machinery
-def _model_name(model: nn.Module) -> str:
-    return type(model).__name__
-
-
-def prunable_weights(model: nn.Module, proxy: str) -> list[str]:
-    """Parameter names of the ``weight`` of every Conv/Linear module, in module order.
-
-    Raises:
-        ValueError: the model has none (naming ``proxy`` and the model).
-    """
-    names = []
-    for mod_name, m in model.named_modules():
-        if isinstance(m, PRUNABLE) and isinstance(getattr(m, "weight", None), nn.Parameter):
-            names.append(f"{mod_name}.weight" if mod_name else "weight")
-    if not names:
-        raise ValueError(
-            f"{proxy}: model {_model_name(model)} has no Conv/Linear layers "
-            f"({', '.join(t.__name__ for t in PRUNABLE)}) to score"
-        )
-    return names
-
-
-@contextmanager
-def _mode(model: nn.Module, train: bool = True) -> Iterator[None]:
-    """Set train (or eval) mode with dropout off for the duration; restore every module's flag."""
-    flags = {m: m.training for m in model.modules()}
-    try:
-        model.train(train)
-        for m in model.modules():
-            if isinstance(m, _DROPOUTS):
-                m.eval()  # scores must not depend on dropout's random masks
-        yield
-    finally:
-        for m, flag in flags.items():
-            m.training = flag
-
-
-def _state(model: nn.Module, leaves: Collection[str] = ()) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """Detached parameters (``leaves`` as fresh leaves that require grad) and cloned buffers.
-
-    Returns ``(state, leaf_tensors)``; ``state`` is what :func:`functional_call` receives.
-    """
-    leaves = set(leaves)
-    leaf: dict[str, torch.Tensor] = {}
-    state: dict[str, torch.Tensor] = {}
-    for k, p in model.named_parameters():
-        t = p.detach()
-        if k in leaves:
-            t = t.requires_grad_(True)
-            leaf[k] = t
-        state[k] = t
-    for k, b in model.named_buffers():
-        state[k] = b.clone()
-    return state, leaf
-
-
-def _logits(model: nn.Module, state: dict[str, torch.Tensor], x: torch.Tensor, proxy: str) -> torch.Tensor:
-    out = functional_call(model, state, (x,))
-    if not isinstance(out, torch.Tensor) or out.dim() != 2:
-        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise ValueError(f"{proxy}: model {_model_name(model)} must return logits of shape (N, classes), got {got}")
-    return out
-
-
-def _check_targets(logits: torch.Tensor, y: torch.Tensor, proxy: str) -> None:
-    if y.dtype in (torch.int64, torch.int32) and y.numel() and (int(y.min()) < 0 or int(y.max()) >= logits.shape[1]):
-        raise ValueError(
-            f"{proxy}: targets must be class indices in [0, {logits.shape[1] - 1}], "
-            f"got range [{int(y.min())}, {int(y.max())}]"
-        )
-
-
-def _finite(proxy: str, model: nn.Module, value: float, what: str) -> float:
-    """``value`` if finite; ``FloatingPointError`` naming the proxy and the model otherwise."""
-    if not math.isfinite(value):
-        raise FloatingPointError(
-            f"{proxy}: {what} is {value} for model {_model_name(model)} (overflow or invalid arithmetic); "
-            "no score is substituted"
-        )
-    return value
 
 
 # --------------------------------------------------------------------------- gradient family
@@ -191,11 +113,11 @@ def gradient_family(
     try:
         if "fisher" in wanted:
             handles = [m.register_forward_hook(fisher_hook) for m in modules]
-        with _mode(model, train=True), torch.enable_grad():
-            state, leaf = _state(model, names)
+        with mode(model, train=True), torch.enable_grad():
+            state, leaf = detached_state(model, names)
             weights = [leaf[k] for k in names]
-            logits = _logits(model, state, inputs, proxy)
-            _check_targets(logits, targets, proxy)
+            logits = logits_of(model, state, inputs, proxy)
+            check_targets(logits, targets, proxy)
             loss = loss_fn(logits, targets)
             grads = torch.autograd.grad(loss, weights, allow_unused=True)
             del logits, loss
@@ -208,11 +130,11 @@ def gradient_family(
 
             pairs = [(w.detach(), g) for w, g in zip(weights, grads, strict=True) if g is not None]
             members: dict[str, Callable[[], tuple[float, dict[str, Any]]]] = {
-                "grad_norm": lambda: (_finite("grad_norm", model, float(sum(g.double().norm() for _, g in pairs)),
+                "grad_norm": lambda: (finite("grad_norm", model, float(sum(g.double().norm() for _, g in pairs)),
                                               "the sum of gradient norms"), {}),
-                "snip": lambda: (_finite("snip", model, float(sum((w.double() * g.double()).abs().sum() for w, g in pairs)),
+                "snip": lambda: (finite("snip", model, float(sum((w.double() * g.double()).abs().sum() for w, g in pairs)),
                                          "sum |w * dL/dw|"), {}),
-                "fisher": lambda: (_finite("fisher", model, float(fisher_total[0]), "the Fisher sum"),
+                "fisher": lambda: (finite("fisher", model, float(fisher_total[0]), "the Fisher sum"),
                                    {"fisher_calls": fisher_calls[0], "channel_sum": float(fisher_total[1])}),
                 "grasp": lambda: _grasp_from(model, inputs, targets, names, grads, loss_fn, proxy),
             }  # fmt: skip
@@ -234,9 +156,9 @@ def gradient_family(
 
 def _grasp_from(model, inputs, targets, names, grads, loss_fn, proxy) -> tuple[float, dict[str, Any]]:
     """GraSP's second pass: ``Hg`` by a double backward, then ``sum(-w * Hg)``."""
-    state, leaf = _state(model, names)
+    state, leaf = detached_state(model, names)
     weights = [leaf[k] for k in names]
-    loss = loss_fn(_logits(model, state, inputs, proxy), targets)
+    loss = loss_fn(logits_of(model, state, inputs, proxy), targets)
     grad_f = torch.autograd.grad(loss, weights, create_graph=True, allow_unused=True)
     z = sum((g.detach() * f).sum() for g, f in zip(grads, grad_f, strict=True) if g is not None and f is not None)
     if not isinstance(z, torch.Tensor) or not z.requires_grad:
@@ -244,7 +166,7 @@ def _grasp_from(model, inputs, targets, names, grads, loss_fn, proxy) -> tuple[f
         return 0.0, {"hg_zero": True}
     hg = torch.autograd.grad(z, weights, allow_unused=True)
     value = sum(float((-w.detach().double() * h.double()).sum()) for w, h in zip(weights, hg, strict=True) if h is not None)
-    return _finite("grasp", model, float(value), "sum(-w * Hg)"), {}
+    return finite("grasp", model, float(value), "sum(-w * Hg)"), {}
 
 
 def _family_member(name: str) -> Callable[..., ProxyResult]:
@@ -338,7 +260,7 @@ def synflow(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor | None
                             "layers_without_grad": sum(g is None for g in grads)}  # fmt: skip
     if not math.isfinite(float(total_out.detach())):
         raise FloatingPointError(
-            f"synflow: the output sum overflowed float64 ({float(total_out.detach())}) for model {_model_name(model)}; "
+            f"synflow: the output sum overflowed float64 ({float(total_out.detach())}) for model {model_name(model)}; "
             "no score is substituted"
         )
     logs = []
@@ -347,7 +269,7 @@ def synflow(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor | None
             continue
         s = (w.detach() * g).sum()
         if not torch.isfinite(s):
-            raise FloatingPointError(f"synflow: a layer sum is {float(s)} in float64 for model {_model_name(model)}")
+            raise FloatingPointError(f"synflow: a layer sum is {float(s)} in float64 for model {model_name(model)}")
         if s > 0:
             logs.append(torch.log(s))
     diag["layers_zero"] = len(names) - len(logs) - diag["layers_without_grad"]
@@ -371,12 +293,12 @@ def jacob_cov(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor | No
     network does not separate its inputs), with the count in the diagnostics.
     """
     n = inputs.shape[0]
-    with _mode(model, train=True), torch.enable_grad():
-        state, _ = _state(model)
+    with mode(model, train=True), torch.enable_grad():
+        state, _ = detached_state(model)
         x = inputs.detach().clone().requires_grad_(True)
         out = functional_call(model, state, (x,))
         if not isinstance(out, torch.Tensor):
-            raise ValueError(f"jacob_cov: model {_model_name(model)} must return a tensor, got {type(out).__name__}")
+            raise ValueError(f"jacob_cov: model {model_name(model)} must return a tensor, got {type(out).__name__}")
         (jac,) = torch.autograd.grad(out.sum(), x, allow_unused=True)
     diag: dict[str, Any] = {"n": n}
     if jac is None:
@@ -384,7 +306,7 @@ def jacob_cov(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor | No
         return ProxyResult("jacob_cov", float("-inf"), 0.0, diag)
     j = jac.reshape(n, -1).double()
     if not torch.isfinite(j).all():
-        raise FloatingPointError(f"jacob_cov: the input Jacobian of model {_model_name(model)} has non-finite entries")
+        raise FloatingPointError(f"jacob_cov: the input Jacobian of model {model_name(model)} has non-finite entries")
     jc = j - j.mean(dim=1, keepdim=True)
     norms = jc.norm(dim=1)
     scale = j.norm(dim=1)
@@ -398,7 +320,7 @@ def jacob_cov(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor | No
     diag["eigenvalues_clipped"] = int((lam < 0).sum())
     lam = lam.clamp_min(0.0)
     value = -float((torch.log(lam + k) + 1.0 / (lam + k)).sum())
-    return ProxyResult("jacob_cov", _finite("jacob_cov", model, value, "the score"), 0.0, diag)
+    return ProxyResult("jacob_cov", finite("jacob_cov", model, value, "the score"), 0.0, diag)
 
 
 # --------------------------------------------------------------------------- NASWOT
@@ -439,11 +361,11 @@ def naswot(
     try:
         if not handles:
             raise ValueError(
-                f"naswot: model {_model_name(model)} has no {'/'.join(t.__name__ for t in activation_types)} "
+                f"naswot: model {model_name(model)} has no {'/'.join(t.__name__ for t in activation_types)} "
                 "modules to read binary codes from"
             )
-        with _mode(model, train=True), torch.no_grad():
-            state, _ = _state(model)
+        with mode(model, train=True), torch.no_grad():
+            state, _ = detached_state(model)
             functional_call(model, state, (inputs,))
     finally:
         for h in handles:
@@ -451,11 +373,11 @@ def naswot(
     sign, logdet = torch.linalg.slogdet(kernel)
     diag: dict[str, Any] = {"units": units[0]}
     if units[0] == 0:
-        raise ValueError(f"naswot: no activation unit of model {_model_name(model)} was called in the forward pass")
+        raise ValueError(f"naswot: no activation unit of model {model_name(model)} was called in the forward pass")
     if float(sign) <= 0:
         diag["reason"] = "the Hamming kernel is singular: two samples share one binary code"
         return ProxyResult("naswot", float("-inf"), 0.0, diag)
-    return ProxyResult("naswot", _finite("naswot", model, float(logdet), "log|det K|"), 0.0, diag)
+    return ProxyResult("naswot", finite("naswot", model, float(logdet), "log|det K|"), 0.0, diag)
 
 
 # --------------------------------------------------------------------------- Zen-score
@@ -497,7 +419,7 @@ def zen(
     if not any(isinstance(m, _BatchNorm) for m in model.modules()):
         raise ValueError(
             f"zen (Zen-score) needs BatchNorm layers: its score adds the log batch std of every "
-            f"BatchNorm, and model {_model_name(model)} has none"
+            f"BatchNorm, and model {model_name(model)} has none"
         )
     net = copy.deepcopy(model)
     # Drawn on the CPU and copied, so that the score does not depend on the device.
@@ -527,7 +449,7 @@ def zen(
     bns = [m for m in net.modules() if isinstance(m, _BatchNorm)]
     handles = [m.register_forward_pre_hook(bn_hook) for m in bns] if bn_stats == "batch" else []
     features = net.forward_features if callable(getattr(net, "forward_features", None)) else net
-    with _mode(net, train=True), torch.no_grad():
+    with mode(net, train=True), torch.no_grad():
         f1 = features(x)
         recording[0] = False
         f2 = features(x + mixup_gamma * e)
@@ -537,7 +459,7 @@ def zen(
         variances = [m.running_var.double().mean() for m in bns if m.running_var is not None]
     diff = (f1 - f2).double().reshape(x.shape[0], -1)
     if not torch.isfinite(diff).all():
-        raise FloatingPointError(f"zen: the feature maps of model {_model_name(model)} are not finite")
+        raise FloatingPointError(f"zen: the feature maps of model {model_name(model)} are not finite")
     delta = float(diff.norm(dim=1).mean())
     diag: dict[str, Any] = {"batchnorms": len(variances), "log_delta": math.log(delta) if delta > 0 else float("-inf"),
                             "bn_stats": bn_stats, "seed": seed}  # fmt: skip
@@ -548,7 +470,7 @@ def zen(
         return ProxyResult("zen", float("-inf"), 0.0, diag)
     log_sigma = float(sum(0.5 * torch.log(v) for v in live))
     diag["log_bn_scale"] = log_sigma
-    return ProxyResult("zen", _finite("zen", model, math.log(delta) + log_sigma, "the score"), 0.0, diag)
+    return ProxyResult("zen", finite("zen", model, math.log(delta) + log_sigma, "the score"), 0.0, diag)
 
 
 # --------------------------------------------------------------------------- ZiCo
@@ -576,11 +498,11 @@ def zico(
     loss_fn = loss_fn or nn.functional.cross_entropy
     names = prunable_weights(model, "zico")
     per_layer: list[list[torch.Tensor]] = [[] for _ in names]
-    with _mode(model, train=True), torch.enable_grad():
+    with mode(model, train=True), torch.enable_grad():
         for cx, cy in zip(inputs.tensor_split(splits), targets.tensor_split(splits), strict=True):
-            state, leaf = _state(model, names)
-            logits = _logits(model, state, cx, "zico")
-            _check_targets(logits, cy, "zico")
+            state, leaf = detached_state(model, names)
+            logits = logits_of(model, state, cx, "zico")
+            check_targets(logits, cy, "zico")
             grads = torch.autograd.grad(loss_fn(logits, cy), [leaf[k] for k in names], allow_unused=True)
             for store, k, g in zip(per_layer, names, grads, strict=True):
                 store.append((g if g is not None else torch.zeros_like(leaf[k])).detach().reshape(-1))
@@ -588,7 +510,7 @@ def zico(
     for store in per_layer:
         g = torch.stack(store).double()
         if not torch.isfinite(g).all():
-            raise FloatingPointError(f"zico: non-finite gradients in model {_model_name(model)}")
+            raise FloatingPointError(f"zico: non-finite gradients in model {model_name(model)}")
         std = g.std(dim=0, unbiased=False)
         nz = std > 0
         zero_std += int((~nz).sum())
@@ -599,7 +521,7 @@ def zico(
         else:
             skipped += 1
     diag = {"layers": len(names), "layers_used": used, "layers_zero": skipped, "weights_zero_std": zero_std, "splits": splits}
-    return ProxyResult("zico", _finite("zico", model, value, "the score"), 0.0, diag)
+    return ProxyResult("zico", finite("zico", model, value, "the score"), 0.0, diag)
 
 
 # --------------------------------------------------------------------------- PNorm (l2_norm)
@@ -612,4 +534,4 @@ def l2_norm(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor | None
     """
     names = set(prunable_weights(model, "l2_norm"))
     value = float(sum(p.detach().double().norm() for k, p in model.named_parameters() if k in names))
-    return ProxyResult("l2_norm", _finite("l2_norm", model, value, "the norm sum"), 0.0, {"layers": len(names)})
+    return ProxyResult("l2_norm", finite("l2_norm", model, value, "the norm sum"), 0.0, {"layers": len(names)})

@@ -53,8 +53,8 @@ from typing import Literal
 
 import torch
 from torch import nn
-from torch.func import functional_call
 
+from nas.proxies._functional import check_targets, logits_of, mode
 from nas.proxies.base import ProxyResult, register
 
 Responses = Literal["both", "act", "grad"]
@@ -70,20 +70,6 @@ ACTIVATIONS: tuple[type[nn.Module], ...] = (
     nn.SiLU, nn.Mish, nn.Hardswish, nn.Hardsigmoid, nn.Hardtanh, nn.Sigmoid, nn.Tanh,
     nn.Softplus, nn.Softsign, nn.Tanhshrink, nn.LogSigmoid,
 )  # fmt: skip
-
-
-def _dropout_types() -> tuple[type[nn.Module], ...]:
-    types: list[type[nn.Module]] = [nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout]
-    try:
-        from timm.layers import DropPath
-
-        types.append(DropPath)
-    except ImportError:  # timm is a dependency, but the proxy does not need it
-        pass
-    return tuple(types)
-
-
-_DROPOUTS = _dropout_types()
 
 
 def layer_weights(num_layers: int, weighting: Weighting) -> list[float]:
@@ -247,25 +233,16 @@ def response_kernels(
     rel_tol = 100 * torch.finfo(inputs.dtype if inputs.is_floating_point() else torch.float32).eps
 
     params = {k: p.detach() for k, p in model.named_parameters()}
-    flags = {m: m.training for m in model.modules()}
     out: list[ResponseKernels] = []
-    try:
-        model.train()
-        for m in model.modules():
-            if isinstance(m, _DROPOUTS):
-                m.eval()  # the score must not depend on dropout's random masks
-        with padded_as(model, padding):
-            for chunk_x, chunk_y in zip(inputs.tensor_split(split), targets.tensor_split(split), strict=True):
-                # BatchNorm running statistics are updated on copies, never on the caller's buffers.
-                buffers = {k: b.clone() for k, b in model.named_buffers()}
-                kernels = ResponseKernels(chunk_x.shape[0])
-                kernels.counts["units_unassigned"] = unassigned
-                _one_pass(model, params, buffers, chunk_x, chunk_y, mapping, activation_types, loss_fn, kernels, rel_tol)
-                kernels.num_layers = num_layers if mapping is not None else kernels.num_layers
-                out.append(kernels)
-    finally:
-        for m, flag in flags.items():
-            m.training = flag
+    with mode(model, train=True), padded_as(model, padding):
+        for chunk_x, chunk_y in zip(inputs.tensor_split(split), targets.tensor_split(split), strict=True):
+            # BatchNorm running statistics are updated on copies, never on the caller's buffers.
+            buffers = {k: b.clone() for k, b in model.named_buffers()}
+            kernels = ResponseKernels(chunk_x.shape[0])
+            kernels.counts["units_unassigned"] = unassigned
+            _one_pass(model, params, buffers, chunk_x, chunk_y, mapping, activation_types, loss_fn, kernels, rel_tol)
+            kernels.num_layers = num_layers if mapping is not None else kernels.num_layers
+            out.append(kernels)
     return out
 
 
@@ -344,15 +321,9 @@ def _one_pass(model, params, buffers, x, y, mapping, types, loss_fn, kernels: Re
                     handles.append(m.register_forward_hook(inplace_post_hook))
         with torch.enable_grad():
             leaf = x.detach().requires_grad_(True)
-            logits = functional_call(model, {**params, **buffers}, (leaf.clone(),))
+            logits = logits_of(model, {**params, **buffers}, leaf.clone(), "wrcor")
             recent.clear()
-            if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
-                raise ValueError(
-                    f"model must return logits of shape (N, classes), got "
-                    f"{tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__}"
-                )
-            if y.dtype in (torch.int64, torch.int32) and y.numel() and (int(y.min()) < 0 or int(y.max()) >= logits.shape[1]):
-                raise ValueError(f"targets must be class indices in [0, {logits.shape[1] - 1}], got range [{int(y.min())}, {int(y.max())}]")
+            check_targets(logits, y, "wrcor")
             loss = loss_fn(logits, y)
             if loss.requires_grad:
                 torch.autograd.grad(loss, leaf, allow_unused=True)
