@@ -42,17 +42,19 @@ class ZeroShotSearch(Callback):
 
     Args:
         space: registered search space (``nas.spaces.available()``).
-        proxy: registered proxy or vote (``"wrcor"``, ``"sjw"``, ...).
+        proxy: registered proxy or aggregate (``"wrcor"``, ``"sjw"``, ...; ``nas.proxies.available()``).
         algorithm: ``"random"`` (pool pruning), ``"evolution"`` or ``"reinforce"``.
         num_candidates: distinct architectures to score.
         top_k: size of the ranking kept and reported.
         seed: seed of the search and of the candidates' initialization.
         batch_size: samples in the scoring batch.
-        max_flops: multiply-accumulates budget per candidate (``None``: unlimited).
+        max_flops: multiply-accumulates budget per candidate (``None``: unlimited); every
+            algorithm samples and mutates within it (``space.with_budget``).
         max_params: parameter budget per candidate (``None``: unlimited).
         num_classes: classifier outputs of the candidates; default the datamodule's ``num_classes``.
         output_dir: the run's folder.
-        overwrite: start over when ``output_dir`` holds a run with another configuration.
+        overwrite: start over when ``output_dir`` holds a run with other settings (a run with
+            the same settings resumes; a larger ``num_candidates`` extends it).
         algorithm_kwargs: extra arguments of the algorithm (e.g. ``{"population_size": 64}``).
         proxy_kwargs: options per proxy (e.g. ``{"wrcor": {"split": 2}}``).
         space_kwargs: arguments of the space's constructor, when not the registered default.
@@ -91,7 +93,7 @@ class ZeroShotSearch(Callback):
         super().__init__()
         if space not in nas.spaces.available():
             raise ValueError(f"unknown search space {space!r}; available: {', '.join(nas.spaces.available())}")
-        self.objective = nas_search.Objective(proxy)  # raises for unknown proxies / votes
+        self.objective = nas_search.Objective(proxy)  # raises for unknown proxies / aggregates
         check_proxy_kwargs(self.objective, dict(proxy_kwargs or {}))
         if algorithm not in nas_search.available():
             raise ValueError(f"unknown search algorithm {algorithm!r}; available: {', '.join(nas_search.available())}")
@@ -102,7 +104,10 @@ class ZeroShotSearch(Callback):
             raise ValueError(f"batch_size must be an int >= 2 (samples are correlated), got {batch_size!r}")
         if num_classes is not None and num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
-        self.budget = nas_search.Budget(max_flops, max_params)
+        for name, value in (("max_flops", max_flops), ("max_params", max_params)):
+            if value is not None and not (isinstance(value, int | float) and value > 0):
+                raise ValueError(f"{name} must be a positive number or None, got {value!r}")
+        self.max_flops, self.max_params = max_flops, max_params
         self.space_name = space
         self.proxy = proxy
         self.algorithm = algorithm
@@ -124,18 +129,19 @@ class ZeroShotSearch(Callback):
 
     # ----------------------------------------------------------------- config
     def config(self) -> dict[str, Any]:
-        """What defines the run (a rerun with another config refuses the same folder)."""
+        """The search settings a rerun must keep (``num_candidates`` only extends a run)."""
         return {
             "space": self.space_name, "space_kwargs": self.space_kwargs, "proxy": self.proxy,
             "members": list(self.objective.members), "algorithm": self.algorithm,
-            "algorithm_kwargs": self.algorithm_kwargs, "num_candidates": self.num_candidates,
-            "seed": self.seed, "batch_size": self.batch_size, "max_flops": self.budget.max_flops,
-            "max_params": self.budget.max_params, "proxy_kwargs": self.proxy_kwargs,
+            "algorithm_kwargs": self.algorithm_kwargs, "seed": self.seed, "batch_size": self.batch_size,
+            "max_flops": self.max_flops, "max_params": self.max_params, "proxy_kwargs": self.proxy_kwargs,
         }  # fmt: skip
 
     def _space(self) -> nas.spaces.SearchSpace:
-        base = nas.spaces.get(self.space_name)
-        return type(base)(**self.space_kwargs) if self.space_kwargs else base
+        space = nas.spaces.create(self.space_name, **self.space_kwargs)
+        if self.max_flops is None and self.max_params is None:
+            return space
+        return space.with_budget(self.max_flops, self.max_params)
 
     # ----------------------------------------------------------------- hooks
     @override
@@ -166,16 +172,19 @@ class ZeroShotSearch(Callback):
             space, self.objective, inputs, targets, num_classes=num_classes, seed=self.seed, proxy_kwargs=self.proxy_kwargs
         )
         algo = nas_search.create(
-            self.algorithm, space, self.objective, self.num_candidates, seed=self.seed, budget=self.budget, **self.algorithm_kwargs
+            self.algorithm, space, self.objective, self.num_candidates, seed=self.seed, **self.algorithm_kwargs
         )
         rank, world = trainer.global_rank, trainer.world_size
         writer = rank == 0
-        folder = RunFolder(self.output_dir, self.config(), self.objective.members, overwrite=self.overwrite, writer=writer)
+        folder = RunFolder(
+            self.output_dir, {"scoring": scorer.config(), "search": self.config()}, self.objective.members,
+            overwrite=self.overwrite, writer=writer, restart_hint="rerun with --search.overwrite true",
+        )  # fmt: skip
         if world > 1:
             trainer.strategy.barrier("zero_shot_search_folder")
         resumed = folder.count
         map_fn = serial_map(scorer) if world == 1 else _distributed_map(scorer, rank, world)
-        tracked = None if self.objective.vote is not None else self.objective.members[0]
+        tracked = None if self.objective.aggregate is not None else self.objective.members[0]
         with _Progress(self.progress and writer, self.num_candidates, resumed, tracked) as bar:
             result = run_search(algo, folder, map_fn, top_k=self.top_k, on_progress=bar.update)
         self.ranking = result.ranking
@@ -186,13 +195,15 @@ class ZeroShotSearch(Callback):
             space=self.space_name, arch=arch_str, model=model_name, model_kwargs=model_kwargs,
             score=_winner_score(self.objective, result),
             proxy=self.proxy, flops=int(space.flops(arch)), params=int(space.params(arch)),
-            resolution=int(getattr(arch, "resolution", getattr(space, "resolution", inputs.shape[-1]))),
+            resolution=int(space.input_resolution(arch) or inputs.shape[-1]),
             seed=self.seed, config={**self.config(), "num_classes": num_classes, "scores": dict(zip(self.objective.members, map(float, best_scores), strict=True))},
         )  # fmt: skip
         self.seconds = time.perf_counter() - start
         if writer:
             self.winner.to_yaml(self.output_dir / "winner.yaml")
-            plot_search(result.scored, self.objective, self.output_dir / "search.png")
+            title = (f"{self.space_name}: {self.proxy}, {self.algorithm} search, "
+                     f"{len(result.scored):,} candidates (winner marked)")  # fmt: skip
+            plot_search(result.scored, self.objective, self.output_dir / "search.png", title=title, winner=arch_str)
             self._report(space, result, resumed)
         return self.winner
 
@@ -202,16 +213,18 @@ class ZeroShotSearch(Callback):
         lines = [
             f"zero-shot search: {len(result.scored)} candidates ({result.newly_scored} scored now, "
             f"{resumed} resumed) in {self.seconds:.1f} s",
-            f"winner: {w.arch}  {self.proxy}={w.config['scores']}  MACs={w.flops:,}  params={w.params:,}",
+            f"winner: {w.arch}  {_format_scores(w.config['scores'])}  MACs={w.flops:,}  params={w.params:,}",
             f"wrote {self.output_dir / 'candidates.csv'}, {self.output_dir / 'winner.yaml'}, {self.output_dir / 'search.png'}",
         ]
-        if callable(getattr(space, "accuracy", None)):
-            table = nas.data.nb201_table()
-            acc = space.accuracy(space.decode(w.arch), "cifar10")
-            rank = int((table.accuracy["cifar10"] > acc).sum()) + 1
+        table = space.benchmark()
+        if table is not None and w.arch in table.index_of:
+            dataset = table.datasets[0]
+            truth = table.accuracy[dataset]
+            acc = float(truth[table.index_of[w.arch]])
+            rank = int((truth > acc).sum()) + 1
             lines.append(
-                f"NAS-Bench-201 ground truth: CIFAR-10 test accuracy {acc:.2f}% "
-                f"(rank {rank:,} of {len(table):,}; best {table.accuracy['cifar10'].max():.2f}%)"
+                f"{space.name} ground truth: {dataset} accuracy {acc:.2f}% "
+                f"(rank {rank:,} of {len(table):,} known; best {truth.max():.2f}%)"
             )
         rank_zero_info("\n".join(lines))
 
@@ -273,15 +286,19 @@ def _take(loader: Any, samples: int):
 
 
 def _winner_score(objective: nas_search.Objective, result: Any) -> float:
-    """The proxy score of the winner; for a vote, how many scored candidates it beats by majority."""
+    """The proxy score of the winner; for an aggregate, its value among every scored candidate."""
     best = result.ranking[0][1]
-    if objective.vote is None:
+    if objective.aggregate is None:
         return float(best[0])
     import numpy as np
 
     matrix = np.array([s.scores for s in result.scored], dtype=np.float64)
     idx = [s.arch for s in result.scored].index(result.ranking[0][0])
-    return float(objective.vote.wins(matrix)[idx])
+    return float(objective.aggregate.scores(matrix)[idx])
+
+
+def _format_scores(scores: dict[str, float]) -> str:
+    return "  ".join(f"{k}={v:.2f}" for k, v in scores.items())
 
 
 def _distributed_map(scorer: CandidateScorer, rank: int, world: int):
@@ -308,8 +325,8 @@ def _distributed_map(scorer: CandidateScorer, rank: int, world: int):
 class _Progress:
     """A rich progress bar with candidates/s, ETA and the best score (no-op when disabled).
 
-    ``tracked`` names the proxy whose best value is shown; a vote has no single score, so none
-    is shown for it (``None``).
+    ``tracked`` names the proxy whose best value is shown; an aggregate has no single score, so
+    none is shown for it (``None``).
     """
 
     def __init__(self, enabled: bool, total: int, done: int, tracked: str | None = None) -> None:
@@ -332,7 +349,7 @@ class _Progress:
         if scored is not None and scored.scores and scored.scores[0] > self._best:
             self._best = scored.scores[0]
         rate = (done - self._first) / max(time.perf_counter() - self._start, 1e-9)
-        best = f"{self.tracked} {self._best:.2f}" if self.tracked else "by vote at the end"
+        best = f"{self.tracked} {self._best:.2f}" if self.tracked else "ranked at the end"
         self._bar.update(self._task, completed=done, rate=f"{rate:.2f}", best=best)
 
     def __exit__(self, *exc: object) -> None:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 
 import nas
-from nas.search import Budget, Objective, available, create
+from nas.search import Objective, available, create
 from nas.search.runner import CandidateScorer, RunFolder, run_search, serial_map
 
 space = nas.spaces.get("nb201")
@@ -50,20 +51,24 @@ def test_guided_search_beats_random_on_a_known_objective(name: str) -> None:
 
 
 def test_budgets_apply_to_every_algorithm() -> None:
-    budget = Budget(max_flops=60e6)
+    bounded = space.with_budget(max_flops=60e6)
     for name in available():
-        algo = drive(create(name, space, Objective("params"), 40, seed=0, budget=budget))
+        algo = drive(create(name, bounded, Objective("params"), 40, seed=0))
         assert all(space.flops(a) <= 60e6 for a, _ in algo.history), name
-    with pytest.raises(ValueError, match="no architecture of space 'nb201' within max_flops=1"):
-        create("random", space, Objective("params"), 10, budget=Budget(max_flops=1))
-    with pytest.raises(ValueError, match="max_params must be positive"):
-        Budget(max_params=-5)
+    smallest = space.smallest()
+    with pytest.raises(ValueError, match=r"no architecture of space 'nb201' fits max_flops=1, max_params=None: its smallest "
+                       rf"network \({re.escape(space.encode(smallest))}\) has {space.flops(smallest):,} MACs"):
+        space.with_budget(max_flops=1)
+    with pytest.raises(ValueError, match="max_params must be a positive number or None, got -5"):
+        space.with_budget(max_params=-5)
+    # just above the smallest network is reachable: said unreachable only below it
+    assert space.with_budget(max_params=space.params(smallest)).fits(smallest)
 
 
 def test_bad_names_are_rejected_up_front() -> None:
     with pytest.raises(ValueError, match="unknown search algorithm 'annealing'; available: evolution, random, reinforce"):
         create("annealing", space, Objective("wrcor"), 10)
-    with pytest.raises(ValueError, match="unknown proxy or vote 'wrcr'"):
+    with pytest.raises(ValueError, match="unknown proxy 'wrcr'; available: .*sjw"):
         Objective("wrcr")
     with pytest.raises(ValueError, match="tournament_size"):
         create("evolution", space, Objective("wrcor"), 10, population_size=8, tournament_size=9)
@@ -95,7 +100,8 @@ def test_evolution_ages_its_population() -> None:
 
 def test_random_search_stops_when_the_budgeted_space_runs_dry() -> None:
     # only the 3**6 = 729 cells without a conv fit this budget
-    algo = drive(create("random", space, Objective("params"), 800, seed=0, budget=Budget(max_params=73_306), max_tries=3_000))
+    bounded = space.with_budget(max_params=73_306)
+    algo = drive(create("random", bounded, Objective("params"), 800, seed=0, max_tries=3_000))
     assert algo.exhausted and algo.done
     assert 600 <= len(algo.history) <= 729
     assert all(space.params(a) <= 73_306 for a, _ in algo.history)
@@ -106,7 +112,7 @@ def _run(folder: Path, n: int = 8, **kw):
     obj = Objective("wrcor")
     scorer = CandidateScorer(space, obj, x, y, num_classes=10, seed=0)
     algo = create("random", space, obj, n, seed=1, batch_size=4)
-    rf = RunFolder(folder, {"n": n, **kw}, obj.members)
+    rf = RunFolder(folder, {"scoring": scorer.config(), "search": kw}, obj.members)
     return run_search(algo, rf, serial_map(scorer), top_k=3)
 
 
@@ -115,8 +121,10 @@ def test_run_folder_resumes_without_rescoring(tmp_path: Path) -> None:
     assert first.newly_scored == 6
     again = _run(tmp_path / "a", n=6)
     assert again.newly_scored == 0 and again.ranking == first.ranking
-    with pytest.raises(ValueError, match="different configuration"):
+    with pytest.raises(ValueError, match=r"holds a run with other settings: search.proxy \(None -> 'other'\)"):
         _run(tmp_path / "a", n=6, proxy="other")
+    grown = _run(tmp_path / "a", n=9)
+    assert grown.newly_scored == 3, "a larger num_candidates extends the run"
 
 
 def test_failed_candidates_are_recorded_and_the_search_goes_on(tmp_path: Path) -> None:
@@ -144,9 +152,9 @@ def test_failed_candidates_are_recorded_and_the_search_goes_on(tmp_path: Path) -
     algo = create("random", space, obj, 12, seed=5)
     result = run_search(algo, RunFolder(tmp_path, {}, obj.members), serial_map(Flaky(space, obj, x, y, num_classes=10)))
     rows = list(csv.DictReader(open(tmp_path / "candidates.csv")))
-    failed = [r for r in rows if r["error"]]
+    failed = [r for r in rows if r["errors"]]
     assert len(rows) == 12 and failed, "some candidates start with avg_pool on edge 0"
-    assert all("out of memory" in r["error"] and r["wrcor"] == "-inf" for r in failed)
+    assert all("out of memory" in r["errors"] and r["wrcor"] == "-inf" for r in failed)
     assert result.ranking[0][1][0] > float("-inf")
 
 
@@ -161,7 +169,7 @@ KILL_SCRIPT = textwrap.dedent(
     algo = create("evolution", space, obj, 14, seed=2, population_size=6, tournament_size=3, children_per_step=2)
     result = run_search(algo, RunFolder(sys.argv[1], {"test": 1}, obj.members),
                         serial_map(CandidateScorer(space, obj, x, y, num_classes=10, seed=0)))
-    print("WINNER", result.winner)
+    print("WINNER", result.ranking[0][0])
     """
 )
 

@@ -9,7 +9,7 @@ from torch import nn
 
 import nas
 from nas.data import cifar10_batch
-from nas.proxies.wrcor import layer_weights, wrcor_family
+from nas.proxies.wrcor import VARIANTS, layer_weights
 from tests.conftest import RESNET_CELL
 
 space = nas.spaces.get("nb201")
@@ -111,14 +111,14 @@ def test_nb201_units_and_layers() -> None:
 def test_ablations_are_options_of_the_same_code() -> None:
     model = space.build(space.decode(RESNET_CELL))
     x, y = cifar10_batch(8)
-    fam = wrcor_family(model, x, y)
-    for name, opts in {"wrcor": {}, "rcor": {}, "acor": {}, "gcor": {}}.items():
-        assert nas.proxies.score(name, model, x, y, **opts).score == pytest.approx(fam[name], rel=1e-9)
-    assert fam["rcor"] == pytest.approx(fam["wrcor_none"])
-    assert fam["wrcor"] == pytest.approx(fam["wrcor_exp_bottom_up"])
+    fam = {n: r.score for n, r in nas.proxies.score_many(list(VARIANTS), model, x, y).items()}
+    for name in VARIANTS:
+        assert nas.proxies.score(name, model, x, y).score == pytest.approx(fam[name], rel=1e-9)
+    none = nas.proxies.score("wrcor", model, x, y, weighting="none").score
+    assert fam["rcor"] == pytest.approx(none, rel=1e-9), "RCor is WRCor without weights"
     lin = nas.proxies.score("wrcor", model, x, y, weighting="linear").score
     assert lin == pytest.approx(fam["wrcor_linear"], rel=1e-9)
-    assert len({round(v, 6) for v in fam.values()}) >= 7, fam
+    assert len({round(v, 6) for v in fam.values()}) == 7, fam
 
 
 def test_layer_weights() -> None:
@@ -201,11 +201,12 @@ def test_circular_padding_probe_scores_a_circular_copy_and_restores_the_model() 
     assert probed.score == pytest.approx(nas.proxies.score("wrcor", circular, x, y).score, abs=1e-9)
     assert probed.score != pytest.approx(nas.proxies.score("wrcor", zeros, x, y).score, abs=1e-3)
     assert [m.padding_mode for m in zeros if isinstance(m, nn.Conv2d)] == ["zeros"] * 3, "model restored"
-    assert wrcor_family(zeros, x, y, padding="circular")["wrcor"] == pytest.approx(probed.score, abs=1e-9)
+    shared = nas.proxies.score_many(["wrcor", "rcor"], zeros, x, y, {"wrcor": {"padding": "circular"}, "rcor": {"padding": "circular"}})
+    assert shared["wrcor"].score == pytest.approx(probed.score, abs=1e-9)
     with pytest.raises(ValueError, match="padding='reflect' is not allowed; expected one of 'model', 'circular'"):
         nas.proxies.score("wrcor", zeros, x, y, padding="reflect")
-    with pytest.raises(ValueError, match="unknown padding 'reflect'; allowed: model, circular"):
-        wrcor_family(zeros, x, y, padding="reflect")
+    with pytest.raises(ValueError, match="padding='reflect' is not allowed"):
+        nas.proxies.score_many(["wrcor", "rcor"], zeros, x, y, {"wrcor": {"padding": "reflect"}})
     assert [m.padding_mode for m in zeros if isinstance(m, nn.Conv2d)] == ["zeros"] * 3
 
 

@@ -23,8 +23,10 @@ CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 
 
 @dataclass(frozen=True, eq=False)
-class NB201Table:
-    """NAS-Bench-201 ground truth: row ``i`` is the benchmark's architecture index ``i``."""
+class BenchmarkTable:
+    """A benchmark's ground truth: row ``i`` is architecture ``arch[i]`` (the space's canonical
+    string) with its true accuracy (%) on each dataset of ``accuracy``. For NAS-Bench-201, row
+    ``i`` is the benchmark's own architecture index ``i``."""
 
     arch: tuple[str, ...]
     accuracy: dict[str, np.ndarray]
@@ -36,14 +38,18 @@ class NB201Table:
     def index_of(self) -> dict[str, int]:
         return _index_of(self)
 
+    @property
+    def datasets(self) -> tuple[str, ...]:
+        return tuple(self.accuracy)
+
 
 @cache
-def _index_of(table: NB201Table) -> dict[str, int]:
+def _index_of(table: BenchmarkTable) -> dict[str, int]:
     return {a: i for i, a in enumerate(table.arch)}
 
 
 @cache
-def nb201_table() -> NB201Table:
+def nb201_table() -> BenchmarkTable:
     """The shipped NAS-Bench-201 ground-truth table (loaded once)."""
     path = resources.files(__name__).joinpath("nb201_test_acc.csv.gz")
     with path.open("rb") as raw, gzip.open(raw, "rt", newline="") as f:
@@ -52,7 +58,7 @@ def nb201_table() -> NB201Table:
     if [int(r["index"]) for r in rows] != list(range(len(rows))):
         raise AssertionError("nb201 table indices are not 0..N-1")
     acc = {d: np.array([float(r[d]) for r in rows]) for d in DATASETS}
-    return NB201Table(tuple(r["arch"] for r in rows), acc)
+    return BenchmarkTable(tuple(r["arch"] for r in rows), acc)
 
 
 def cifar10_sample() -> tuple[np.ndarray, np.ndarray]:

@@ -1,4 +1,4 @@
-"""Registry of training-free proxies.
+"""Registry of training-free proxies: single measures and the aggregates that rank populations.
 
 Example:
     >>> import nas, torch
@@ -9,23 +9,38 @@ Example:
     >>> result = nas.proxies.score("wrcor", model, x, y)
     >>> isinstance(result.score, float)
     True
+    >>> "sjw" in nas.proxies.available("aggregate")
+    True
 """
 
-from nas.proxies import baselines, cost, many, vote, wrcor  # noqa: E402,F401  (register the built-in proxies)
+# registration order: single proxies first, then the aggregates over them
+from nas.proxies import (  # noqa: F401  (register the built-in proxies)
+    aggregate,  # noqa: F401,I001  (registers the built-in aggregates)
+    baselines,
+    cost,
+    wrcor,
+)
+from nas.proxies.aggregate import Aggregate, rank_average, register_aggregate
 from nas.proxies.base import (
+    FAMILIES,
+    REGISTRY,
+    Family,
     ProxyResult,
     ProxySpec,
     available,
+    family_of,
     get,
+    get_single,
     register,
+    register_family,
     score,
     validate_batch,
     validate_options,
 )
-from nas.proxies.many import failed, score_many
-from nas.proxies.vote import Vote, available_votes, get_vote, rank_average, register_vote
+from nas.proxies.multi import expand, failed, failure, score_many
 
 __all__ = [
-    "ProxyResult", "ProxySpec", "Vote", "available", "available_votes", "failed", "get", "get_vote",
-    "rank_average", "register", "register_vote", "score", "score_many", "validate_batch", "validate_options",
-]
+    "FAMILIES", "REGISTRY", "Aggregate", "Family", "ProxyResult", "ProxySpec", "available", "expand", "failed",
+    "failure", "family_of", "get", "get_single", "rank_average", "register", "register_aggregate",
+    "register_family", "score", "score_many", "validate_batch", "validate_options",
+]  # fmt: skip

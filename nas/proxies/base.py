@@ -7,10 +7,15 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, get_args, get_origin, get_type_hints
+from typing import TYPE_CHECKING, Any, Literal, get_args, get_origin, get_type_hints
 
 import torch
 from torch import nn
+
+from nas.registry import Registry
+
+if TYPE_CHECKING:
+    from nas.proxies.aggregate import Aggregate
 
 
 @dataclass(frozen=True)
@@ -35,20 +40,26 @@ class ProxyResult:
             raise AssertionError(f"proxy {self.proxy!r} produced NaN; proxies must never return NaN")
 
 
-class ProxyFn(Protocol):
-    def __call__(
-        self, model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, **options: Any
-    ) -> ProxyResult: ...
-
-
 @dataclass(frozen=True)
 class ProxySpec:
-    """A registered proxy: its function and how it is called."""
+    """A registered single proxy: its function and how it is called.
+
+    A single proxy scores one network on its own; an aggregate
+    (:class:`nas.proxies.aggregate.Aggregate`, the other kind in the same registry) ranks a
+    population from its members' scores.
+    """
 
     name: str
     fn: Callable[..., ProxyResult]
     needs_targets: bool = True
     description: str = ""
+
+    kind = "single"
+
+    @property
+    def members(self) -> tuple[str, ...]:
+        """What is computed on each network for this proxy: itself."""
+        return (self.name,)
 
     @property
     def options(self) -> list[str]:
@@ -56,37 +67,102 @@ class ProxySpec:
         return [p.name for p in sig.parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY]
 
 
-_REGISTRY: dict[str, ProxySpec] = {}
+#: Every proxy a user can name: single proxies (:class:`ProxySpec`) and aggregates.
+REGISTRY: Registry[ProxySpec | Aggregate] = Registry("proxy")
+Kind = Literal["single", "aggregate"]
 
 
 def register(name: str, *, needs_targets: bool = True) -> Callable[[Callable], Callable]:
-    """Register a proxy function ``fn(model, inputs, targets, *, ...) -> ProxyResult``.
+    """Register a single proxy function ``fn(model, inputs, targets, *, ...) -> ProxyResult``.
 
     The function receives validated inputs and must not modify the caller's model.
     Registering a name twice raises ``ValueError``.
     """
 
     def deco(fn: Callable[..., ProxyResult]) -> Callable[..., ProxyResult]:
-        if name in _REGISTRY:
-            raise ValueError(f"proxy {name!r} is already registered")
         doc = inspect.getdoc(fn) or ""
-        _REGISTRY[name] = ProxySpec(name, fn, needs_targets, doc.splitlines()[0] if doc else "")
+        REGISTRY.add(name, ProxySpec(name, fn, needs_targets, doc.splitlines()[0] if doc else ""))
         return fn
 
     return deco
 
 
-def available() -> list[str]:
-    """Names of the registered proxies."""
-    return sorted(_REGISTRY)
+def available(kind: Kind | None = None) -> list[str]:
+    """Names of the registered proxies: every one, or only the ``"single"`` or ``"aggregate"`` kind."""
+    if kind not in (None, "single", "aggregate"):
+        raise ValueError(f"kind must be None, 'single' or 'aggregate', got {kind!r}")
+    return [n for n in REGISTRY.available() if kind is None or REGISTRY.get(n).kind == kind]
 
 
-def get(name: str) -> ProxySpec:
-    """The registered proxy ``name``; ``ValueError`` listing the known ones otherwise."""
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ValueError(f"unknown proxy {name!r}; available: {', '.join(available())}") from None
+def get(name: str) -> ProxySpec | Aggregate:
+    """The registered proxy or aggregate ``name``; ``ValueError`` listing the known ones otherwise."""
+    return REGISTRY.get(name)
+
+
+def get_single(name: str) -> ProxySpec:
+    """The registered single proxy ``name``; an aggregate is refused with how to use it."""
+    spec = REGISTRY.get(name)
+    if not isinstance(spec, ProxySpec):
+        raise ValueError(
+            f"{name!r} is an aggregate of {', '.join(spec.members)} ({spec.rule}): it ranks a population, "
+            f"not one network. Score each network's members with nas.proxies.score_many([{name!r}], model, "
+            f"inputs, targets) and rank the score matrix with nas.proxies.get({name!r}).order(matrix), or "
+            f"search with it (--search.proxy {name})"
+        )
+    return spec
+
+
+Outcome = ProxyResult | Exception
+#: ``run(model, inputs, targets, wanted, **shared) -> {member: result or error}``: ``wanted`` maps
+#: each member to compute to its own options; ``shared`` holds the options of the pass itself.
+FamilyFn = Callable[..., dict[str, Outcome]]
+
+
+@dataclass(frozen=True)
+class Family:
+    """Single proxies computed together from one pass (see :func:`nas.proxies.score_many`).
+
+    Attributes:
+        name: registry name of the family.
+        members: the proxies it computes.
+        run: the shared computation (see :data:`FamilyFn`).
+        shared_options: options that define the pass itself; members asked for with different
+            values of these run in separate passes. Every other option of a member is its own
+            and goes to ``run`` in ``wanted``.
+    """
+
+    name: str
+    members: tuple[str, ...]
+    run: FamilyFn
+    shared_options: tuple[str, ...] = ()
+
+
+#: Families of single proxies that share a pass.
+FAMILIES: Registry[Family] = Registry("proxy family")
+
+
+def register_family(name: str, members: tuple[str, ...], run: FamilyFn, shared_options: tuple[str, ...] = ()) -> Family:
+    """Declare that ``members`` (registered single proxies) come out of one computation ``run``.
+
+    Raises:
+        ValueError: a member is not a registered single proxy, or already belongs to a family.
+    """
+    taken = {m: f.name for f in map(FAMILIES.get, FAMILIES.available()) for m in f.members}
+    for m in members:
+        get_single(m)
+        if m in taken:
+            raise ValueError(f"proxy {m!r} already belongs to the family {taken[m]!r}")
+    family = Family(name, tuple(members), run, tuple(shared_options))
+    FAMILIES.add(name, family)
+    return family
+
+
+def family_of(name: str) -> Family | None:
+    """The family that computes the single proxy ``name``, if any."""
+    for fam in map(FAMILIES.get, FAMILIES.available()):
+        if name in fam.members:
+            return fam
+    return None
 
 
 def validate_options(name: str, options: dict[str, Any]) -> None:
@@ -96,7 +172,7 @@ def validate_options(name: str, options: dict[str, Any]) -> None:
         ValueError: the proxy is unknown, has no option of that name, or an option typed as a
             ``Literal`` gets a value outside its choices (naming the value and the choices).
     """
-    spec = get(name)
+    spec = get_single(name)
     unknown = set(options) - set(spec.options)
     if unknown:
         raise ValueError(f"proxy {name!r} has no option(s) {sorted(unknown)}; its options: {spec.options}")
@@ -147,7 +223,8 @@ def score(
     """Score ``model`` on one batch with the proxy registered as ``name``.
 
     Args:
-        name: a registered proxy (see :func:`available`).
+        name: a registered single proxy (see :func:`available`); an aggregate raises
+            ``ValueError`` explaining that it ranks a population and how to use it.
         model: any ``nn.Module``; it is left exactly as it was (mode, buffers, grads, hooks).
         inputs: a batch of at least 2 samples, on the model's device.
         targets: class indices, one per input (needed by label-based proxies).
@@ -156,7 +233,7 @@ def score(
     Returns:
         The :class:`ProxyResult` (score oriented so that larger is better).
     """
-    spec = get(name)
+    spec = get_single(name)
     validate_batch(inputs, targets, needs_targets=spec.needs_targets)
     validate_options(name, options)
     start = time.perf_counter()

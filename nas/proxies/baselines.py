@@ -44,13 +44,12 @@ from nas.proxies._functional import (
     model_name,
     prunable_weights,
 )
-from nas.proxies.base import ProxyResult, register
+from nas.proxies.base import Outcome, ProxyResult, register, register_family
 
 #: The members computed together by :func:`gradient_family`.
 GRADIENT_FAMILY: tuple[str, ...] = ("grad_norm", "snip", "fisher", "grasp")
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-Outcome = ProxyResult | Exception
 
 
 # --------------------------------------------------------------------------- gradient family
@@ -209,6 +208,7 @@ for _name in GRADIENT_FAMILY:
     _fn = _family_member(_name)
     _fn.__doc__ = _FAMILY_DOCS[_name]
     register(_name)(_fn)
+register_family("gradient", GRADIENT_FAMILY, gradient_family, ("loss_fn",))
 
 
 # --------------------------------------------------------------------------- SynFlow

@@ -45,6 +45,7 @@ than a training step's.
 from __future__ import annotations
 
 import math
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -55,7 +56,7 @@ import torch
 from torch import nn
 
 from nas.proxies._functional import check_targets, logits_of, mode
-from nas.proxies.base import ProxyResult, register
+from nas.proxies.base import ProxyResult, register, register_family
 
 Responses = Literal["both", "act", "grad"]
 Padding = Literal["model", "circular"]
@@ -332,6 +333,74 @@ def _one_pass(model, params, buffers, x, y, mapping, types, loss_fn, kernels: Re
             h.remove()
 
 
+#: The WRCor family, declared once: name -> (responses, weighting, description). Every member is a
+#: registered proxy taking the options below, and all of them come out of one
+#: :func:`response_kernels` pass (the family ``"wrcor"`` of :func:`nas.proxies.score_many`).
+VARIANTS: dict[str, tuple[Responses, Weighting, str]] = {
+    "wrcor": ("both", "exp_bottom_up", "WRCor: log|det| of exponentially bottom-to-top weighted activation+gradient correlations."),
+    "rcor": ("both", "none", "RCor: WRCor without layer weights."),
+    "acor": ("act", "none", "ACor: activation correlations only, unweighted."),
+    "gcor": ("grad", "none", "GCor: gradient correlations only, unweighted."),
+    "wrcor_linear": ("both", "linear", "WRCor with linear layer weights l (the paper's weighting ablation)."),
+    "wrcor_quadratic": ("both", "quadratic", "WRCor with quadratic layer weights l^2 (the paper's weighting ablation)."),
+    "wrcor_exp_top_down": ("both", "exp_top_down", "WRCor with exponential top-to-bottom weights 2^(L+1-l) (the paper's weighting ablation)."),
+}  # fmt: skip
+#: Options of one member alone; the others define the shared pass.
+MEMBER_OPTIONS: tuple[str, ...] = ("responses", "weighting")
+PASS_OPTIONS: tuple[str, ...] = ("split", "layers", "activation_types", "loss_fn", "padding")
+
+
+def _check_variant(responses: str, weighting: str) -> None:
+    if responses not in RESPONSES:
+        raise ValueError(f"unknown responses {responses!r}; allowed: {', '.join(RESPONSES)}")
+    if weighting not in WEIGHTINGS:
+        raise ValueError(f"unknown weighting {weighting!r}; allowed: {', '.join(WEIGHTINGS)}")
+
+
+def _result(name: str, chunks: list[ResponseKernels], responses: Responses, weighting: Weighting, split: int,
+            padding: Padding, seconds: float = 0.0) -> ProxyResult:
+    # Chunks are independent blocks of a block-diagonal K: log|det| adds up.
+    value = sum(k.score(responses, weighting) for k in chunks)
+    diag: dict[str, int | str] = {"layers": chunks[0].num_layers, "split": split}
+    for key in chunks[0].counts:
+        diag[key] = sum(k.counts[key] for k in chunks)
+    diag["responses"], diag["weighting"], diag["padding"] = responses, weighting, padding
+    return ProxyResult(name, float(value), seconds, diag)
+
+
+def _family_pass(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    targets: torch.Tensor | None,
+    wanted: dict[str, dict[str, str]],
+    *,
+    split: int = 1,
+    layers: Sequence[nn.Module] | None = None,
+    activation_types: tuple[type[nn.Module], ...] = ACTIVATIONS,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    padding: Padding = "model",
+) -> dict[str, ProxyResult | Exception]:
+    """Every wanted member from one :func:`response_kernels` pass (``wanted``: member -> its own options)."""
+    if targets is None:
+        raise ValueError("the WRCor family needs labels: pass targets (class indices, shape (N,))")
+    start = time.perf_counter()
+    chunks = response_kernels(model, inputs, targets, layers=layers, activation_types=activation_types,
+                              loss_fn=loss_fn, split=split, padding=padding)  # fmt: skip
+    shared = time.perf_counter() - start
+    out: dict[str, ProxyResult | Exception] = {}
+    for name, own in wanted.items():
+        t0 = time.perf_counter()
+        responses, weighting, _ = VARIANTS[name]
+        responses, weighting = own.get("responses", responses), own.get("weighting", weighting)
+        try:
+            _check_variant(responses, weighting)
+        except ValueError as e:
+            out[name] = e
+            continue
+        out[name] = _result(name, chunks, responses, weighting, split, padding, shared + time.perf_counter() - t0)
+    return out
+
+
 def _wrcor_proxy(name: str, responses: Responses, weighting: Weighting) -> Callable[..., ProxyResult]:
     def proxy(
         model: nn.Module,
@@ -346,27 +415,18 @@ def _wrcor_proxy(name: str, responses: Responses, weighting: Weighting) -> Calla
         loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
         padding: Padding = "model",
     ) -> ProxyResult:
-        if responses not in RESPONSES:
-            raise ValueError(f"unknown responses {responses!r}; allowed: {', '.join(RESPONSES)}")
-        if weighting not in WEIGHTINGS:
-            raise ValueError(f"unknown weighting {weighting!r}; allowed: {', '.join(WEIGHTINGS)}")
+        _check_variant(responses, weighting)
         chunks = response_kernels(
             model, inputs, targets, layers=layers, activation_types=activation_types,
             loss_fn=loss_fn, split=split, padding=padding,
         )  # fmt: skip
-        # Chunks are independent blocks of a block-diagonal K: log|det| adds up.
-        value = sum(k.score(responses, weighting) for k in chunks)
-        diag: dict[str, int | str] = {"layers": chunks[0].num_layers, "split": split}
-        for key in chunks[0].counts:
-            diag[key] = sum(k.counts[key] for k in chunks)
-        diag["responses"], diag["weighting"], diag["padding"] = responses, weighting, padding
-        return ProxyResult(name, float(value), 0.0, diag)
+        return _result(name, chunks, responses, weighting, split, padding)
 
     proxy.__name__ = name
     return proxy
 
 
-def _doc(name: str, what: str) -> str:
+def _doc(what: str) -> str:
     return (
         f"{what}\n\nOptions: ``responses`` ('both' | 'act' | 'grad'), ``weighting`` "
         f"({' | '.join(WEIGHTINGS)}), ``split``, ``layers``, ``activation_types``, ``loss_fn``, "
@@ -376,45 +436,8 @@ def _doc(name: str, what: str) -> str:
     )
 
 
-#: The registered members of the family (each takes every option above).
-WRCOR_PROXIES: tuple[str, ...] = ("wrcor", "rcor", "acor", "gcor")
-
-for _name, _resp, _weight, _what in (
-    ("wrcor", "both", "exp_bottom_up", "WRCor: log|det| of exponentially bottom-to-top weighted activation+gradient correlations."),
-    ("rcor", "both", "none", "RCor: WRCor without layer weights."),
-    ("acor", "act", "none", "ACor: activation correlations only, unweighted."),
-    ("gcor", "grad", "none", "GCor: gradient correlations only, unweighted."),
-):
-    _fn = _wrcor_proxy(_name, _resp, _weight)  # type: ignore[arg-type]
-    _fn.__doc__ = _doc(_name, _what)
+for _name, (_resp, _weight, _what) in VARIANTS.items():
+    _fn = _wrcor_proxy(_name, _resp, _weight)
+    _fn.__doc__ = _doc(_what)
     register(_name)(_fn)
-
-
-def wrcor_family(
-    model: nn.Module,
-    inputs: torch.Tensor,
-    targets: torch.Tensor,
-    *,
-    split: int = 1,
-    layers: Sequence[nn.Module] | None = None,
-    padding: Padding = "model",
-) -> dict[str, float]:
-    """Every ablation and weighting from one forward/backward pass.
-
-    Returns scores keyed ``wrcor``, ``rcor``, ``acor``, ``gcor`` and ``wrcor_<weighting>`` for the
-    five weighting schemes (``wrcor_exp_bottom_up`` equals ``wrcor``).
-    """
-    chunks = response_kernels(model, inputs, targets, layers=layers, split=split, padding=padding)
-
-    def total(responses: Responses, weighting: Weighting) -> float:
-        return float(sum(k.score(responses, weighting) for k in chunks))
-
-    scores = {
-        "wrcor": total("both", "exp_bottom_up"),
-        "rcor": total("both", "none"),
-        "acor": total("act", "none"),
-        "gcor": total("grad", "none"),
-    }
-    for w in WEIGHTINGS:
-        scores[f"wrcor_{w}"] = total("both", w)  # type: ignore[arg-type]
-    return scores
+register_family("wrcor", tuple(VARIANTS), _family_pass, PASS_OPTIONS)

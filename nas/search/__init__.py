@@ -14,19 +14,12 @@ from __future__ import annotations
 from typing import Any
 
 from nas.search.algorithms import RandomSearch, RegularizedEvolution, Reinforce
-from nas.search.base import Budget, Objective, SearchAlgorithm
+from nas.search.base import REGISTRY, Objective, SearchAlgorithm
 from nas.spaces.base import SearchSpace
 
-ALGORITHMS: dict[str, type[SearchAlgorithm]] = {
-    "random": RandomSearch,
-    "evolution": RegularizedEvolution,
-    "reinforce": Reinforce,
-}
-
-
-def available() -> list[str]:
-    """Names of the search algorithms."""
-    return sorted(ALGORITHMS)
+register = REGISTRY.register
+available = REGISTRY.available
+get = REGISTRY.get
 
 
 def create(
@@ -36,14 +29,14 @@ def create(
     num_candidates: int,
     *,
     seed: int = 0,
-    budget: Budget | None = None,
     **kwargs: Any,
 ) -> SearchAlgorithm:
-    """Instantiate the algorithm ``name``; ``ValueError`` listing the valid names otherwise."""
-    if name not in ALGORITHMS:
-        raise ValueError(f"unknown search algorithm {name!r}; available: {', '.join(available())}")
-    return ALGORITHMS[name](space, objective, num_candidates, seed=seed, budget=budget, **kwargs)
+    """Instantiate the algorithm ``name`` (``ValueError`` listing the valid names otherwise).
+
+    Candidates stay within ``space``'s budget: pass ``space.with_budget(max_flops, max_params)``.
+    """
+    return REGISTRY.get(name)(space, objective, num_candidates, seed=seed, **kwargs)
 
 
-__all__ = ["ALGORITHMS", "Budget", "Objective", "RandomSearch", "RegularizedEvolution", "Reinforce",
-           "SearchAlgorithm", "available", "create"]  # fmt: skip
+__all__ = ["REGISTRY", "Objective", "RandomSearch", "RegularizedEvolution", "Reinforce", "SearchAlgorithm",
+           "available", "create", "get", "register"]  # fmt: skip

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import warnings
 from collections import deque
 from typing import Any
 
 import numpy as np
 import torch
 
-from nas.search.base import SearchAlgorithm
+from nas.search.base import REGISTRY, SearchAlgorithm
 
 
+@REGISTRY.register("random")
 class RandomSearch(SearchAlgorithm):
     """Score ``num_candidates`` distinct random architectures; the ranking keeps the best.
 
@@ -39,6 +41,7 @@ class RandomSearch(SearchAlgorithm):
         return out
 
 
+@REGISTRY.register("evolution")
 class RegularizedEvolution(SearchAlgorithm):
     """Regularized (aging) evolution, Real et al. 2019, with the proxy as fitness.
 
@@ -78,6 +81,14 @@ class RegularizedEvolution(SearchAlgorithm):
             raise ValueError(f"mutation_prob must be in [0, 1], got {mutation_prob}")
         if children_per_step < 1:
             raise ValueError(f"children_per_step must be >= 1, got {children_per_step}")
+        if self.num_candidates <= population_size:
+            warnings.warn(
+                f"regularized evolution with num_candidates={self.num_candidates} <= population_size="
+                f"{population_size} never mutates: it is random search. Raise num_candidates above "
+                f"{population_size} (the paper: 1,000) or lower population_size",
+                UserWarning,
+                stacklevel=2,
+            )
         self.population_size = population_size
         self.tournament_size = tournament_size
         self.mutation_prob = mutation_prob
@@ -122,11 +133,7 @@ class RegularizedEvolution(SearchAlgorithm):
         parent = members[int(picks[self.objective.best(contest)])][0]
         if self.rng.random() >= self.mutation_prob:
             return parent
-        for _ in range(self.max_tries):
-            child = self.space.mutate(parent, self.rng)
-            if self._admissible(child):
-                return child
-        return None
+        return self.space.mutate_within(parent, self.rng)
 
     def _join(self, arch: Any, row: np.ndarray) -> None:
         self.population.append((arch, row))
@@ -138,13 +145,14 @@ class RegularizedEvolution(SearchAlgorithm):
             self._join(arch, row)
 
 
+@REGISTRY.register("reinforce")
 class Reinforce(SearchAlgorithm):
     """REINFORCE over a per-decision categorical policy (Williams 1992; NAS-Bench-201's baseline).
 
     Each decision of ``space.decisions`` has its own logits; after each scored architecture one
-    Adam step (``lr``) follows ``advantage * grad log p(arch)``, where the reward is the
-    z-scored proxy (mean of the members' z-scores against every score seen so far) and the
-    advantage subtracts a moving-average baseline (``baseline_momentum``). Failed candidates
+    Adam step (``lr``) follows ``advantage * grad log p(arch)``, where the reward is
+    :meth:`Objective.reward` (the z-score of the candidate's proxy value, or of its aggregate
+    fitness, among every candidate scored so far) and the advantage subtracts a moving-average baseline (``baseline_momentum``). Failed candidates
     (non-finite scores) teach nothing. An architecture drawn again reuses its stored score.
 
     Args:
@@ -194,7 +202,7 @@ class Reinforce(SearchAlgorithm):
                 break
             self.proposals += 1
             arch, _ = self._sample()
-            if not self._admissible(arch):
+            if not self.space.fits(arch):
                 continue
             key = self.space.encode(arch)
             if key in self.scores:
@@ -203,17 +211,8 @@ class Reinforce(SearchAlgorithm):
                 pending[key] = arch
         return list(pending.values())
 
-    def _reward(self, row: np.ndarray) -> float | None:
-        if not np.isfinite(row).all():
-            return None
-        seen = np.stack([r for _, r in self.history])
-        seen = seen[np.isfinite(seen).all(axis=1)]
-        mean, std = seen.mean(axis=0), seen.std(axis=0)
-        z = np.where(std > 0, (row - mean) / np.where(std > 0, std, 1.0), 0.0)
-        return float(z.mean())
-
     def _update(self, arch: Any, row: np.ndarray) -> None:
-        reward = self._reward(row)
+        reward = self.objective.reward(row, np.stack([r for _, r in self.history]))
         if reward is None:
             return
         self.baseline = reward if self.baseline is None else self.momentum * self.baseline + (1 - self.momentum) * reward

@@ -1,55 +1,47 @@
-"""What every search algorithm shares: the objective, budgets and the ask/tell protocol."""
+"""What every search algorithm shares: the objective and the ask/tell protocol (budgets are the space's)."""
 
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from nas import proxies
+from nas.proxies.aggregate import Aggregate
+from nas.registry import Registry
 from nas.spaces.base import SearchSpace
 
 
-def _votes() -> Any:
-    from nas.proxies import vote
-
-    return vote
-
-
 class Objective:
-    """What a search maximizes: one registered proxy, or a vote over several.
+    """What a search maximizes: one registered single proxy, or an aggregate of several.
 
     A candidate's scores are a vector in :attr:`members` order. For a single proxy its fitness
-    is that score; for a vote it is relative to a set: the number of others in the set it
-    beats by pairwise majority (ties broken by rank average).
+    is that score. For an aggregate it is relative to a population: the aggregate's value of the
+    candidate among the rows it is ranked with (:meth:`fitness`). How each algorithm forms that
+    population is part of its definition:
+
+    - random search ranks every scored candidate together at the end;
+    - regularized evolution ranks each tournament's contestants among themselves;
+    - REINFORCE rewards a candidate with the z-score of its fitness among every candidate
+      scored so far (itself included), see :meth:`reward`.
 
     Args:
-        proxy: a registered proxy name (``nas.proxies.available()``) or vote name (e.g. ``"sjw"``).
+        proxy: a registered proxy or aggregate name (``nas.proxies.available()``).
     """
 
     def __init__(self, proxy: str) -> None:
         self.name = proxy
-        self.vote = None
-        votes = _votes_available()
-        if proxy in votes:
-            self.vote = _votes().get_vote(proxy)
-            self.members: tuple[str, ...] = tuple(self.vote.members)
-        elif proxy in proxies.available():
-            self.members = (proxy,)
-        else:
-            raise ValueError(
-                f"unknown proxy or vote {proxy!r}; proxies: {', '.join(proxies.available())}; "
-                f"votes: {', '.join(votes) or 'none'}"
-            )
+        spec = proxies.get(proxy)  # ValueError listing every proxy and aggregate
+        self.aggregate: Aggregate | None = spec if isinstance(spec, Aggregate) else None
+        self.members: tuple[str, ...] = tuple(spec.members)
 
     def fitness(self, matrix: np.ndarray) -> np.ndarray:
         """Fitness of each row of ``matrix`` (n x members) within that set; larger is better."""
         matrix = np.asarray(matrix, dtype=np.float64).reshape(-1, len(self.members))
-        if self.vote is None:
+        if self.aggregate is None:
             return matrix[:, 0].copy()
-        order = self.vote.order(matrix)
+        order = self.aggregate.order(matrix)
         fit = np.empty(len(matrix))
         fit[order] = np.arange(len(matrix), 0, -1, dtype=np.float64)
         return fit
@@ -61,31 +53,25 @@ class Objective:
     def best(self, matrix: np.ndarray) -> int:
         return int(self.order(matrix)[0])
 
+    def reward(self, row: np.ndarray, seen: np.ndarray) -> float | None:
+        """REINFORCE's reward of ``row`` given the population ``seen`` (rows scored so far, ``row`` among them).
 
-def _votes_available() -> list[str]:
-    try:
-        return list(_votes().available_votes())
-    except ImportError:
-        return []
-
-
-@dataclass(frozen=True)
-class Budget:
-    """Upper limits on multiply-accumulates and parameters (``None``: unlimited)."""
-
-    max_flops: float | None = None
-    max_params: float | None = None
-
-    def __post_init__(self) -> None:
-        for name in ("max_flops", "max_params"):
-            value = getattr(self, name)
-            if value is not None and not value > 0:
-                raise ValueError(f"{name} must be positive or None, got {value!r}")
-
-    def admits(self, space: SearchSpace, arch: Any) -> bool:
-        if self.max_flops is not None and space.flops(arch) > self.max_flops:
-            return False
-        return not (self.max_params is not None and space.params(arch) > self.max_params)
+        A single proxy: the z-score of its value among the finite values seen. An aggregate: the
+        z-score of the candidate's fitness within ``seen``. None for a failed candidate (a
+        non-finite score), which teaches nothing.
+        """
+        row = np.asarray(row, dtype=np.float64)
+        if not np.isfinite(row).all():
+            return None
+        seen = np.asarray(seen, dtype=np.float64).reshape(-1, len(self.members))
+        seen = seen[np.isfinite(seen).all(axis=1)]
+        if self.aggregate is None:
+            values, mine = seen[:, 0], float(row[0])
+        else:
+            fit = self.fitness(np.vstack([seen, row]))
+            values, mine = fit[:-1], float(fit[-1])
+        std = float(values.std()) if len(values) else 0.0
+        return 0.0 if std == 0 else (mine - float(values.mean())) / std
 
 
 class SearchAlgorithm(abc.ABC):
@@ -97,11 +83,10 @@ class SearchAlgorithm(abc.ABC):
     whatever the number of processes that compute the scores.
 
     Args:
-        space: the search space.
+        space: the search space; its budget (:meth:`SearchSpace.with_budget`) bounds every candidate.
         objective: what to maximize.
         num_candidates: how many distinct architectures to score in all.
         seed: seed of the algorithm's generator.
-        budget: FLOPs/params limits every candidate must meet.
         max_tries: attempts to draw one admissible, not yet scored architecture before giving up.
     """
 
@@ -114,7 +99,6 @@ class SearchAlgorithm(abc.ABC):
         num_candidates: int,
         *,
         seed: int = 0,
-        budget: Budget | None = None,
         max_tries: int = 10_000,
     ) -> None:
         if not isinstance(num_candidates, int) or num_candidates < 1:
@@ -123,13 +107,11 @@ class SearchAlgorithm(abc.ABC):
         self.objective = objective
         self.num_candidates = num_candidates
         self.seed = seed
-        self.budget = budget or Budget()
         self.max_tries = max_tries
         self.rng = np.random.default_rng(seed)
         self.history: list[tuple[Any, np.ndarray]] = []  # every scored arch, in order
         self.scores: dict[str, np.ndarray] = {}
         self.exhausted = False
-        self._check_budget_reachable()
 
     # ------------------------------------------------------------------ protocol
     @abc.abstractmethod
@@ -164,26 +146,15 @@ class SearchAlgorithm(abc.ABC):
     def _remaining(self) -> int:
         return self.num_candidates - len(self.history)
 
-    def _admissible(self, arch: Any) -> bool:
-        return self.budget.admits(self.space, arch)
-
     def _draw_new(self, pending: set[str]) -> Any | None:
-        """A random admissible architecture not yet scored nor pending; None when none is found."""
+        """A random architecture within the space's budget, not yet scored nor pending; None when none is found."""
         for _ in range(self.max_tries):
-            arch = self.space.sample(self.rng)
+            arch = self.space.sample_within(self.rng)
             key = self.space.encode(arch)
-            if key not in self.scores and key not in pending and self._admissible(arch):
+            if key not in self.scores and key not in pending:
                 return arch
         return None
 
-    def _check_budget_reachable(self) -> None:
-        if self.budget.max_flops is None and self.budget.max_params is None:
-            return
-        probe = np.random.default_rng(self.seed + 7919)
-        for _ in range(2_000):
-            if self._admissible(self.space.sample(probe)):
-                return
-        raise ValueError(
-            f"no architecture of space {self.space.name!r} within max_flops={self.budget.max_flops} and "
-            f"max_params={self.budget.max_params} was found in 2,000 samples; raise the budget"
-        )
+
+#: The search algorithms: each entry is a :class:`SearchAlgorithm` subclass.
+REGISTRY: Registry[type[SearchAlgorithm]] = Registry("search algorithm")

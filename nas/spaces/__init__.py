@@ -10,38 +10,36 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import Any
 
+from nas.registry import Registry
 from nas.spaces.base import SearchSpace
 
-_FACTORIES: dict[str, Callable[[], SearchSpace]] = {}
-_INSTANCES: dict[str, SearchSpace] = {}
+#: The search spaces: each entry is a :class:`SearchSpace` subclass (or a factory returning one).
+REGISTRY: Registry[type[SearchSpace]] = Registry("search space")
+register = REGISTRY.register
+available = REGISTRY.available
+_DEFAULTS: dict[str, SearchSpace] = {}
 
 
-def register(name: str) -> Callable[[Callable[[], SearchSpace]], Callable[[], SearchSpace]]:
-    """Register a space factory under ``name`` (a class or a zero-argument callable)."""
+def create(name: str, **kwargs: Any) -> SearchSpace:
+    """A new instance of the space ``name`` with constructor arguments ``kwargs``.
 
-    def deco(factory: Callable[[], SearchSpace]) -> Callable[[], SearchSpace]:
-        if name in _FACTORIES:
-            raise ValueError(f"search space {name!r} is already registered")
-        _FACTORIES[name] = factory
-        return factory
-
-    return deco
-
-
-def available() -> list[str]:
-    """Names of the registered search spaces."""
-    return sorted(_FACTORIES)
+    Raises:
+        ValueError: unknown space (listing the known ones), or an argument the space lacks.
+    """
+    cls = REGISTRY.get(name)
+    try:
+        return cls(**kwargs)
+    except TypeError as e:
+        raise ValueError(f"search space {name!r} does not take {sorted(kwargs)}: {e}") from None
 
 
 def get(name: str) -> SearchSpace:
-    """The search space registered as ``name`` (one shared instance per name)."""
-    if name not in _FACTORIES:
-        raise ValueError(f"unknown search space {name!r}; available: {', '.join(available())}")
-    if name not in _INSTANCES:
-        _INSTANCES[name] = _FACTORIES[name]()
-    return _INSTANCES[name]
+    """The space ``name`` with its default arguments (one shared instance per name)."""
+    if name not in _DEFAULTS:
+        _DEFAULTS[name] = create(name)
+    return _DEFAULTS[name]
 
 
 from nas.spaces import (  # noqa: E402  (registers the built-in spaces)
@@ -49,4 +47,4 @@ from nas.spaces import (  # noqa: E402  (registers the built-in spaces)
     nb201,  # noqa: F401
 )
 
-__all__ = ["SearchSpace", "available", "get", "register"]
+__all__ = ["REGISTRY", "SearchSpace", "available", "create", "get", "register"]

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import abc
+import copy
 from typing import Any, Generic, TypeVar
 
 import numpy as np
 from torch import nn
+
+from nas.data import BenchmarkTable
 
 A = TypeVar("A")
 
@@ -21,6 +24,11 @@ class SearchSpace(abc.ABC, Generic[A]):
 
     #: Registry name of the space, e.g. ``"nb201"``.
     name: str = ""
+    #: The space's budget (see :meth:`with_budget`): multiply-accumulates and parameters, or None.
+    max_flops: float | None = None
+    max_params: float | None = None
+    #: Draws :meth:`sample_within` and :meth:`mutate_within` try before they give up.
+    max_tries: int = 10_000
 
     @abc.abstractmethod
     def decode(self, text: str) -> A:
@@ -65,3 +73,82 @@ class SearchSpace(abc.ABC, Generic[A]):
     def decision_sizes(self) -> list[int]:
         """Number of options of each categorical decision."""
         raise NotImplementedError(f"space {self.name!r} does not expose categorical decisions")
+
+    def benchmark(self) -> BenchmarkTable | None:
+        """The space's ground-truth table (true accuracies of known architectures), if it has one."""
+        return None
+
+    def input_resolution(self, arch: A) -> int | None:
+        """The input side in pixels ``arch`` is built for, or None when it takes the batch as it is."""
+        return None
+
+    def config(self) -> dict[str, Any]:
+        """The space's arguments and budget (public attributes), for a run's fingerprint."""
+        return {k: v for k, v in sorted(vars(self).items()) if not k.startswith("_")}
+
+    # ------------------------------------------------------------------ budget
+    def smallest(self) -> A | None:
+        """The architecture of least cost, for budget messages (None when the space has no such notion)."""
+        return None
+
+    def with_budget(self, max_flops: float | None = None, max_params: float | None = None) -> SearchSpace[A]:
+        """The same space restricted to ``flops <= max_flops`` and ``params <= max_params``.
+
+        The budget is the one mechanism every search uses: :meth:`sample_within` and
+        :meth:`mutate_within` only return architectures that fit it.
+
+        Raises:
+            ValueError: a limit that is not positive, or one below the cost of the space's
+                smallest network (naming that network and its cost).
+        """
+        for label, limit in (("max_flops", max_flops), ("max_params", max_params)):
+            if limit is not None and not (isinstance(limit, int | float) and limit > 0):
+                raise ValueError(f"{label} must be a positive number or None, got {limit!r}")
+        space = copy.copy(self)
+        space.max_flops, space.max_params = max_flops, max_params
+        space._check_reachable()
+        return space
+
+    def _check_reachable(self) -> None:
+        small = self.smallest()
+        if small is not None and not self.fits(small):
+            raise ValueError(
+                f"no architecture of space {self.name!r} fits max_flops={self.max_flops}, "
+                f"max_params={self.max_params}: its smallest network ({self.encode(small)}) has "
+                f"{self.flops(small):,} MACs and {self.params(small):,} params"
+            )
+
+    @property
+    def bounded(self) -> bool:
+        """Whether the space has a budget."""
+        return self.max_flops is not None or self.max_params is not None
+
+    def fits(self, arch: A) -> bool:
+        """Whether ``arch`` is within the space's budget."""
+        if self.max_flops is not None and self.flops(arch) > self.max_flops:
+            return False
+        return self.max_params is None or self.params(arch) <= self.max_params
+
+    def sample_within(self, rng: np.random.Generator) -> A:
+        """One architecture within the budget (:meth:`sample` until one fits).
+
+        Raises:
+            ValueError: none of :attr:`max_tries` draws fits (the smallest network does: the
+                budget admits only a sliver of the space).
+        """
+        for _ in range(self.max_tries):
+            arch = self.sample(rng)
+            if self.fits(arch):
+                return arch
+        raise ValueError(
+            f"none of {self.max_tries:,} architectures drawn from space {self.name!r} fits "
+            f"max_flops={self.max_flops}, max_params={self.max_params}; raise the budget"
+        )
+
+    def mutate_within(self, arch: A, rng: np.random.Generator) -> A | None:
+        """A neighbour of ``arch`` within the budget, or None when :attr:`max_tries` mutations miss it."""
+        for _ in range(self.max_tries):
+            child = self.mutate(arch, rng)
+            if self.fits(child):
+                return child
+        return None

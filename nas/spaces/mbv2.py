@@ -486,6 +486,16 @@ class MBV2Space(SearchSpace[MBV2Arch]):
             f"max_params={self.max_params} found in {self.max_tries} draws"
         )
 
+    def input_resolution(self, arch: MBV2Arch) -> int:
+        return arch.resolution
+
+    def mutate_within(self, arch: MBV2Arch, rng: np.random.Generator) -> MBV2Arch | None:
+        """:meth:`mutate` already keeps to the budget; None when it finds no neighbour that fits."""
+        try:
+            return self.mutate(arch, rng)
+        except ValueError:
+            return None
+
     # networks
     def build(self, arch: MBV2Arch, num_classes: int | None = None, **kwargs: Any) -> MBV2Net:
         """The untrained network (``num_classes`` defaults to the space's)."""

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from nas.data import DATASETS, nb201_table
+from nas.data import DATASETS, BenchmarkTable, nb201_table
 from nas.models.nb201 import EDGES, OPS, NB201Network
 from nas.spaces import register
 from nas.spaces.base import SearchSpace
@@ -113,6 +113,9 @@ class NB201Space(SearchSpace[NB201Arch]):
     def __len__(self) -> int:
         return len(OPS) ** len(EDGES)
 
+    def benchmark(self) -> BenchmarkTable:
+        return nb201_table()
+
     def index(self, arch: NB201Arch) -> int:
         """The benchmark's index of ``arch``."""
         return nb201_table().index_of[self.encode(arch)]
@@ -149,6 +152,10 @@ class NB201Space(SearchSpace[NB201Arch]):
 
     def decision_sizes(self) -> list[int]:
         return [len(OPS)] * len(EDGES)
+
+    def smallest(self) -> NB201Arch:
+        """The all-``none`` cell: no parameters in the cells."""
+        return NB201Arch(("none",) * len(EDGES))
 
     # networks and cost
     def build(self, arch: NB201Arch, num_classes: int = 10, **kwargs: Any) -> NB201Network:
