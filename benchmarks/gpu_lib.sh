@@ -21,13 +21,15 @@ stop_mps() {
   if [ "${mps:-off}" = on ]; then echo quit | nvidia-cuda-mps-control; fi
 }
 
-# merge_shards DIR DEST LOG: concatenate DIR/*/scores.csv (the header once) into DEST/scores.csv
+# merge_shards DIR DEST LOG: merge the run folders DIR/*/ (python -m nas.evaluate --shard) into one
+# run folder DEST (config.json of the first, every candidates.csv concatenated, the header once)
 # and append the row count to LOG; nothing when no shard wrote a file.
 merge_shards() {
   local first
-  first=$(ls "$1"/*/scores.csv 2>/dev/null | head -1)
+  first=$(ls "$1"/*/candidates.csv 2>/dev/null | head -1)
   [ -n "$first" ] || return 0
   mkdir -p "$2"
-  { head -1 "$first"; for f in "$1"/*/scores.csv; do tail -n +2 "$f"; done; } >"$2/scores.csv"
-  echo "$(basename "$2"): $(($(wc -l <"$2/scores.csv") - 1)) rows" >>"$3"
+  cp "$(dirname "$first")/config.json" "$2/config.json"
+  { head -1 "$first"; for f in "$1"/*/candidates.csv; do tail -n +2 "$f"; done; } >"$2/candidates.csv"
+  echo "$(basename "$2"): $(($(wc -l <"$2/candidates.csv") - 1)) rows" >>"$3"
 }

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # NAS-Bench-201 scoring on one CUDA machine with many cores, in one bounded run:
-#   1. WRCor, SynFlow and JacCor on all 15,625 cells (python -m nas.benchmark --all, sharded),
-#      the cache that benchmarks/search_nb201.py --seed-cache turns into search-quality tables;
-#   2. the proxy zoo on 3 x 1,000 sampled cells (python -m nas.zoo, sharded);
+#   1. WRCor, SynFlow and JacCor on all 15,625 cells (python -m nas.evaluate --all, sharded),
+#      the cache that benchmarks/search_nb201.py --cache turns into search-quality tables;
+#   2. the proxy zoo on 3 x 1,000 sampled cells (python -m nas.evaluate, every proxy and aggregate, sharded);
 #   3. on three spare CPU cores, the DDP search benchmark (benchmarks/search_ddp.py --n 200).
 # Each scoring process drives the GPU from one CPU core; CUDA MPS is used when it starts, so the
 # processes' small kernels can share the GPU. Every job is cut off after LIMIT seconds; the
@@ -38,14 +38,14 @@ echo "mps: $mps" >>"$OUT/machine.txt"
 pids=()
 core=0
 for ((k = 0; k < ALL_SHARDS; k++)); do
-  timeout "$LIMIT" taskset -c $core $PY -m nas.benchmark --all --proxies wrcor synflow jacob_cov \
+  timeout "$LIMIT" taskset -c $core $PY -m nas.evaluate --space nb201 --all --proxies wrcor synflow jacob_cov \
     --device "$DEVICE" --threads 1 --shard "$k/$ALL_SHARDS" --out "$WORK/all/$k" --no-progress \
     >"$WORK/logs/all_$k.log" 2>&1 &
   pids+=($!)
   core=$((core + 1))
 done
 for ((k = 0; k < ZOO_SHARDS; k++)); do
-  timeout "$LIMIT" taskset -c $core $PY -m nas.zoo --n 1000 --seeds 0 1 2 \
+  timeout "$LIMIT" taskset -c $core $PY -m nas.evaluate --space nb201 --n 1000 --seeds 0 1 2 \
     --device "$DEVICE" --threads 1 --shard "$k/$ZOO_SHARDS" --out "$WORK/zoo/$k" --no-progress \
     >"$WORK/logs/zoo_$k.log" 2>&1 &
   pids+=($!)
@@ -65,7 +65,7 @@ fi
 wait "${pids[@]}"
 stop_mps
 
-# One CSV per job, shards concatenated (the header once).
+# One run folder per job, shards concatenated (the header once).
 for job in all zoo; do
   merge_shards "$WORK/$job" "$WORK/merged/$job" "$OUT/machine.txt"
 done

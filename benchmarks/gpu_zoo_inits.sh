@@ -41,7 +41,7 @@ core=0
 for v in $VARIANTS; do
   init=${v%%:*} offset=${v##*:}
   for ((k = 0; k < SHARDS; k++)); do
-    timeout "$LIMIT" taskset -c $((core % ncores)) $PY -m nas.zoo --n "$N" --seeds 0 --init-seed "$init" \
+    timeout "$LIMIT" taskset -c $((core % ncores)) $PY -m nas.evaluate --space nb201 --n "$N" --seeds 0 --init-seed "$init" \
       --batch-offset "$offset" --device "$DEVICE" --threads 1 --shard "$k/$SHARDS" \
       --out "$WORK/init${init}_off${offset}/$k" --no-progress >"$WORK/logs/init${init}_off${offset}_$k.log" 2>&1 &
     pids+=($!)

@@ -1,141 +1,97 @@
 """Search quality on NAS-Bench-201: the winner's true CIFAR-10 test accuracy, mean ± std over seeds.
 
-Scores are cached by architecture in a CSV (and may be seeded from a `python -m nas.benchmark`
-run's `scores.csv`, which uses the same real batch and initialization rule), so algorithms and
-seeds that meet the same architecture score it once.
+Every search runs through the product's path (``CandidateScorer`` + ``RunFolder`` +
+``run_search``), with the benchmark-index initialization rule (``--init-seed``) so that the
+stored score folders in ``benchmarks/results/`` (same batch, same rule) serve as caches: a search
+whose candidates are all stored computes nothing. Each (algorithm, seed) run keeps its own
+folder under ``--out``, so a rerun resumes.
 
-    python benchmarks/search_nb201.py --algorithms random evolution --proxy wrcor --seeds 0 1 2 3 4 \\
-        --n 1000 --cache runs/search_bench/wrcor.csv --seed-cache runs/benchmark/nb201/scores.csv
+    python benchmarks/search_nb201.py --algorithms random evolution reinforce --proxy wrcor --seeds 0 1 2 3 4
+    python benchmarks/search_nb201.py --proxy sjw --seeds 3 --init-seed 3 \\
+        --cache benchmarks/results/nb201_search_init3_sjw
+    python benchmarks/search_nb201.py --proxy wrcor --proxy-kwargs '{wrcor: {padding: circular}}' \\
+        --cache benchmarks/results/nb201_search_init0_wrcor_circular
 
-``benchmarks/results/nb201_all_cells.csv.gz`` holds WRCor, SynFlow and JacCor of all 15,625 cells
-(``python -m nas.benchmark --all``, same batch and initialization rule), so as a seed cache it
-turns every search with ``--proxy wrcor`` or ``--proxy sjw`` into table lookups;
-``nb201_all_cells_init1.csv.gz`` and ``_init2`` hold the same under two other initializations
-(pass the matching ``--init-seed``).
-
-``--padding circular`` scores the WRCor members with the WRCor family's circular-padding probe
-(:mod:`nas.proxies.wrcor`); their cache columns are then ``<proxy>_circular``, so the two are
-never mixed.
+By default the caches are ``benchmarks/results/nb201_all_cells_init<K>`` (WRCor, SynFlow and JacCor
+of all 15,625 cells under initialization K = 0, 1, 2) and every ``nb201_search_init<K>_*`` folder.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import gzip
 import statistics
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
+import yaml
 
 import nas
-from nas.benchmark import parse_device
 from nas.data import cifar10_batch, nb201_table
-from nas.proxies.wrcor import PADDINGS, WRCOR_PROXIES
+from nas.evaluate.__main__ import parse_device
 from nas.search import Objective, create
+from nas.search.runner import CandidateScorer, RunFolder, run_search, serial_map
+
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
-class CachedScorer:
-    def __init__(
-        self,
-        objective: Objective,
-        cache: Path,
-        seed_caches: list[Path],
-        batch_size: int,
-        device: str = "cpu",
-        init_seed: int = 0,
-        padding: str = "model",
-    ) -> None:
-        self.objective, self.cache, self.device = objective, cache, torch.device(device)
-        self.init_seed = init_seed
-        probed = padding != "model"
-        self.options = {m: {"padding": padding} if probed and m in WRCOR_PROXIES else {} for m in objective.members}
-        self.columns = [f"{m}_{padding}" if self.options[m] else m for m in objective.members]
-        self.space = nas.spaces.get("nb201")
-        self.x, self.y = cifar10_batch(batch_size, device=self.device)
-        # arch -> {column: score}; each file gives the columns it has, so members stored in
-        # different files (e.g. SynFlow in one, WRCor in another) combine.
-        self.table: dict[str, dict[str, float]] = {}
-        for path in (*seed_caches, cache):
-            if path.exists():
-                with (gzip.open(path, "rt", newline="") if path.suffix == ".gz" else path.open(newline="")) as f:
-                    for row in csv.DictReader(f):
-                        known = self.table.setdefault(row["arch"], {})
-                        known.update({c: float(row[c]) for c in self.columns if row.get(c) not in (None, "")})
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        new = not cache.exists()
-        self.file = cache.open("a", newline="")
-        self.writer = csv.writer(self.file)
-        if new:
-            self.writer.writerow(["arch", *self.columns])
-        self.computed = 0
-
-    def __call__(self, arch) -> tuple[float, ...]:
-        key = self.space.encode(arch)
-        known = self.table.setdefault(key, {})
-        missing = [(m, c) for m, c in zip(self.objective.members, self.columns, strict=True) if c not in known]
-        if missing:
-            torch.manual_seed(self.init_seed * 1_000_003 + self.space.index(arch))  # nas.benchmark's rule
-            model = self.space.build(arch, num_classes=10).to(self.device)
-            for m, c in missing:
-                known[c] = nas.proxies.score(m, model, self.x, self.y, **self.options[m]).score
-            self.writer.writerow([key, *(repr(known[c]) for c in self.columns)])
-            self.file.flush()
-            self.computed += 1
-        return tuple(known[c] for c in self.columns)
+def default_caches(init_seed: int) -> list[Path]:
+    """The stored score folders made under initialization ``init_seed``."""
+    return sorted(p for p in RESULTS.glob(f"nb201_*init{init_seed}*") if (p / "config.json").exists())
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--algorithms", nargs="+", default=["random", "evolution"])
-    parser.add_argument("--proxy", default="wrcor")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
+    parser.add_argument("--algorithms", nargs="+", default=["random", "evolution"], choices=nas.search.available())
+    parser.add_argument("--proxy", default="wrcor", help="a proxy or aggregate")
+    parser.add_argument("--proxy-kwargs", default="", metavar="YAML", help="options per member")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--cache", type=Path, default=Path("runs/search_bench/scores.csv"))
-    parser.add_argument("--seed-cache", type=Path, nargs="+", default=[],
-                        help="score files read before --cache (CSV or .csv.gz, columns arch and the proxies)")  # fmt: skip
-    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--init-seed", type=int, default=0, help="seed of the networks' initialization")
+    parser.add_argument("--cache", type=Path, nargs="+", default=None,
+                        help="score folders to reuse (default: the stored ones of --init-seed)")  # fmt: skip
     parser.add_argument("--children-per-step", type=int, default=None,
-                        help="evolution: children bred per population state (the paper's R-EA: 1; default: the algorithm's)")  # fmt: skip
+                        help="evolution: children bred per population state (the paper's R-EA: 1)")  # fmt: skip
+    parser.add_argument("--out", type=Path, default=Path("runs/search_bench"))
+    parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
-    parser.add_argument("--init-seed", type=int, default=0,
-                        help="seed of the networks' initialization (as nas.benchmark's; must match --seed-cache)")  # fmt: skip
-    parser.add_argument("--padding", choices=PADDINGS, default="model",
-                        help="WRCor members: score the networks as built, or with the circular-padding probe")  # fmt: skip
     args = parser.parse_args()
     try:
         device = parse_device(args.device)
+        objective = Objective(args.proxy)
+        options = yaml.safe_load(args.proxy_kwargs) if args.proxy_kwargs else {}
     except ValueError as e:
         parser.error(str(e))
     if args.threads:
         torch.set_num_threads(args.threads)
-    objective = Objective(args.proxy)
-    scorer = CachedScorer(objective, args.cache, args.seed_cache, args.batch_size, device, args.init_seed, args.padding)
     space, table = nas.spaces.get("nb201"), nb201_table()
-    best_possible = table.accuracy["cifar10"].max()
-    print(f"NAS-Bench-201 CIFAR-10, proxy {args.proxy}, N = {args.n}, batch {args.batch_size}, seeds {args.seeds}, "
-          f"init seed {args.init_seed}, padding {args.padding}")  # fmt: skip
+    x, y = cifar10_batch(args.batch_size, device=device)
+    scorer = CandidateScorer(space, objective, x, y, num_classes=10, seed=args.init_seed, proxy_kwargs=options,
+                             init="benchmark_index")  # fmt: skip
+    caches = default_caches(args.init_seed) if args.cache is None else args.cache
+    print(f"NAS-Bench-201 CIFAR-10, proxy {args.proxy} {options or ''}, N = {args.n}, batch {args.batch_size}, "
+          f"seeds {args.seeds}, init seed {args.init_seed}, caches: {', '.join(p.name for p in caches) or 'none'}")  # fmt: skip
+    computed = 0
     for name in args.algorithms:
         accs = []
         for seed in args.seeds:
             start = time.perf_counter()
             kwargs = {"children_per_step": args.children_per_step} if name == "evolution" and args.children_per_step else {}
             algo = create(name, space, objective, args.n, seed=seed, **kwargs)
-            while not algo.done:
-                archs = algo.ask()
-                if not archs:
-                    break
-                algo.tell(archs, np.array([scorer(a) for a in archs]))
-            winner = algo.ranking()[0][0]
-            acc = space.accuracy(winner, "cifar10")
+            config = {"scoring": scorer.config(), "search": {"proxy": args.proxy, "algorithm": name, "seed": seed, **kwargs}}
+            folder = RunFolder(args.out / f"{args.proxy}_init{args.init_seed}" / f"{name}_seed{seed}", config,
+                               objective.members, caches=caches)  # fmt: skip
+            result = run_search(algo, folder, serial_map(scorer), top_k=1)
+            computed += result.newly_scored
+            winner = result.ranking[0][0]
+            acc = space.accuracy(space.decode(winner), "cifar10")
             accs.append(acc)
-            print(f"  {name} seed {seed}: winner {space.encode(winner)} test acc {acc:.2f}% "
-                  f"({len(algo.history)} candidates, {time.perf_counter() - start:.0f} s)", flush=True)  # fmt: skip
-        print(f"{name}: {statistics.fmean(accs):.2f} ± {statistics.pstdev(accs):.2f} (optimum {best_possible:.2f})")
-    print(f"scores computed in this run: {scorer.computed}")
+            print(f"  {name} seed {seed}: winner {winner} test acc {acc:.2f}% ({len(result.scored)} candidates, "
+                  f"{result.newly_scored} scored now, {time.perf_counter() - start:.0f} s)", flush=True)  # fmt: skip
+        print(f"{name}: {statistics.fmean(accs):.2f} ± {statistics.pstdev(accs):.2f} "
+              f"(optimum {table.accuracy['cifar10'].max():.2f})")  # fmt: skip
+    print(f"scores computed in this run: {computed}")
 
 
 if __name__ == "__main__":

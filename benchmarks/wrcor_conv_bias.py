@@ -34,9 +34,15 @@ import torch
 
 import nas
 from nas.data import cifar10_batch
-from nas.proxies.wrcor import _abs_corr, wrcor_family
+from nas.proxies.wrcor import VARIANTS, _abs_corr
 
 REL_TOL = 100 * torch.finfo(torch.float32).eps  # WRCor's own test for a constant response
+
+
+def wrcor_family(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, **options: str) -> dict[str, float]:
+    """Every WRCor variant from one shared pass (``options`` apply to all of them)."""
+    results = nas.proxies.score_many(list(VARIANTS), model, x, y, dict.fromkeys(VARIANTS, options))
+    return {n: r.score for n, r in results.items()}
 
 
 def _corr(t: torch.Tensor) -> torch.Tensor | None:
@@ -117,7 +123,7 @@ def main() -> None:
         values = [r[i] for r in rows]
         print(f"{name}: Spearman with C10 accuracy over these cells {stats.spearmanr(values, acc).statistic:+.3f}, "
               f"with #3x3 {stats.spearmanr(values, n3).statistic:+.3f}")
-    print("\nThe paper's ablations on the same cells (one forward/backward each, nas.proxies.wrcor.wrcor_family),")
+    print("\nThe paper's ablations on the same cells (one shared forward/backward each, nas.proxies.score_many),")
     print("as built and with circular padding; then ACor and GCor per #3x3:")
     print("| variant | Spearman with C10 acc | Spearman with #3x3 | circular: with C10 acc | circular: with #3x3 |")
     print("|---|---|---|---|---|")
