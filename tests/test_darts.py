@@ -81,6 +81,9 @@ def test_darts_and_compact_strings_decode_to_one_genotype() -> None:
         assert space.decode(text) == a
     assert space.decode(space.encode(a)) == a and space.encode(space.decode(space.encode(a))) == space.encode(a)
     assert DartsGenotype.from_compact(a.to_compact()) == a
+    # NASLib's own sampler yields numpy integers
+    as_numpy = [[(np.int64(i), np.int64(o)) for i, o in cell] for cell in a.to_compact()]
+    assert DartsGenotype.from_compact(as_numpy) == a and type(DartsGenotype.from_compact(as_numpy).normal[0][0][0]) is int
     assert a.to_darts()["normal_concat"] == [2, 3, 4, 5]
     # a node's two edges are an unordered pair: swapping them is the same genotype
     swapped = [[(n[1], n[0]) for n in a.normal], a.reduce]

@@ -40,6 +40,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import combinations
+from numbers import Integral
 from typing import Any
 
 #: The seven ops, in NASLib's compact-index order.
@@ -68,8 +69,10 @@ def _edge(value: Any, where: str, k: int) -> Edge:
     if not isinstance(value, Sequence) or isinstance(value, str) or len(value) != 2:
         raise ValueError(f"{where}: an edge is a pair (input, op), got {value!r}")
     src, op = value
-    if isinstance(src, bool) or not isinstance(src, int):
+    # NASLib's sampler produces numpy integers: any integral number is an input.
+    if isinstance(src, bool) or not isinstance(src, Integral):
         raise ValueError(f"{where}: the edge input must be an int, got {src!r}")
+    src = int(src)
     if not 0 <= src <= k + 1:
         raise ValueError(
             f"{where}: input {src} out of range; node {k} takes inputs 0..{k + 1} "
@@ -202,14 +205,14 @@ class DartsGenotype:
                 src, index = pair
                 if (
                     isinstance(index, bool)
-                    or not isinstance(index, int)
+                    or not isinstance(index, Integral)
                     or not 0 <= index < len(OPS)
                 ):
                     raise ValueError(
                         f"compact {name} cell pair {i}: op index {index!r} is not in 0..{len(OPS) - 1} "
                         f"({', '.join(f'{j} {op}' for j, op in enumerate(OPS))})"
                     )
-                edges.append((src, OPS[index]))
+                edges.append((src, OPS[int(index)]))
             cells.append([edges[2 * k : 2 * k + 2] for k in range(NUM_NODES)])
         return cls(*cells)
 
