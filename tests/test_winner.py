@@ -77,10 +77,10 @@ def test_errors_name_the_file(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"partial.yaml.*misses field\(s\) \['model'"):
         Winner.from_yaml(partial)
 
-    other_space = _winner(space="darts").to_yaml(tmp_path / "space.yaml")
-    with pytest.raises(ValueError, match=r"space.yaml.*'darts'.*available: .*nb201"):
+    other_space = _winner(space="nope").to_yaml(tmp_path / "space.yaml")
+    with pytest.raises(ValueError, match=r"space.yaml.*'nope'.*available: .*nb201"):
         Winner.from_yaml(other_space)
-    assert "darts" not in nas.spaces.available()
+    assert "nope" not in nas.spaces.available()
 
     typo = tmp_path / "typo.yaml"
     typo.write_text(_winner().to_yaml(tmp_path / "ok.yaml").read_text() + "scroe: 1\n")

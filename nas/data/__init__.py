@@ -2,6 +2,10 @@
 
 - ``nb201_test_acc.csv.gz``: NAS-Bench-201 ground truth for all 15,625 cells (benchmark index,
   cell string, final test accuracy on CIFAR-10, CIFAR-100 and ImageNet16-120, in %).
+- ``nb301_naslib_725.csv.gz``: 725 DARTS-space genotypes of NASLib's NAS-Bench-301 zero-cost data
+  (automl/NASLib, Apache-2.0), in NASLib's compact form (``compact``: JSON ``[normal, reduce]``,
+  each 8 pairs ``[input, op_index]``) with NAS-Bench-301's surrogate-predicted CIFAR-10
+  validation accuracy (``val_accuracy``, %).
 - ``cifar10_test_256.npz``: the first 256 images of the official CIFAR-10 test set, pixel-exact
   (``images`` uint8 [N, 32, 32, 3], ``labels`` int64 [N], ``classes``).
 """
@@ -16,6 +20,8 @@ from importlib import resources
 
 import numpy as np
 import torch
+
+from nas.arch.darts import DartsGenotype
 
 DATASETS = ("cifar10", "cifar100", "imagenet16_120")
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
@@ -59,6 +65,46 @@ def nb201_table() -> BenchmarkTable:
         raise AssertionError("nb201 table indices are not 0..N-1")
     acc = {d: np.array([float(r[d]) for r in rows]) for d in DATASETS}
     return BenchmarkTable(tuple(r["arch"] for r in rows), acc)
+
+
+@dataclass(frozen=True, eq=False)
+class NB301Table:
+    """NAS-Bench-301 ground truth, in the shipped file's row order.
+
+    Attributes:
+        arch: each genotype's canonical encoding (:meth:`nas.arch.darts.DartsGenotype.encode`).
+        compact: each row's compact form as the file stores it.
+        accuracy: surrogate-predicted CIFAR-10 validation accuracy (%).
+    """
+
+    arch: tuple[str, ...]
+    compact: tuple[str, ...]
+    accuracy: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.arch)
+
+    @property
+    def index_of(self) -> dict[str, int]:
+        """Row of each canonical encoding."""
+        return _nb301_index_of(self)
+
+
+@cache
+def _nb301_index_of(table: NB301Table) -> dict[str, int]:
+    return {a: i for i, a in enumerate(table.arch)}
+
+
+@cache
+def nb301_table() -> NB301Table:
+    """The shipped NAS-Bench-301 table of NASLib's 725 genotypes (loaded once)."""
+    path = resources.files(__name__).joinpath("nb301_naslib_725.csv.gz")
+    with path.open("rb") as raw, gzip.open(raw, "rt", newline="") as f:
+        rows = list(csv.DictReader(f))
+    arch = tuple(DartsGenotype.from_compact(r["compact"]).encode() for r in rows)
+    if len(set(arch)) != len(arch):
+        raise AssertionError("the nb301 table holds a genotype twice")
+    return NB301Table(arch, tuple(r["compact"] for r in rows), np.array([float(r["val_accuracy"]) for r in rows]))
 
 
 def cifar10_sample() -> tuple[np.ndarray, np.ndarray]:
