@@ -2,6 +2,9 @@
 
 - ``nb201_test_acc.csv.gz``: NAS-Bench-201 ground truth for all 15,625 cells (benchmark index,
   cell string, final test accuracy on CIFAR-10, CIFAR-100 and ImageNet16-120, in %).
+- ``nb101_naslib_500.csv.gz``: 500 NAS-Bench-101 cells of NASLib's zero-cost benchmark
+  (``zc_nasbench101.json``, Apache-2.0): adjacency matrix and ops as NASLib stores them (not
+  pruned) and CIFAR-10 validation accuracy (%, 108 epochs); keyed by the benchmark's hash.
 - ``cifar10_test_256.npz``: the first 256 images of the official CIFAR-10 test set, pixel-exact
   (``images`` uint8 [N, 32, 32, 3], ``labels`` int64 [N], ``classes``).
 """
@@ -10,12 +13,15 @@ from __future__ import annotations
 
 import csv
 import gzip
+import json
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
 import numpy as np
 import torch
+
+from nas.arch.nb101 import NB101Arch
 
 DATASETS = ("cifar10", "cifar100", "imagenet16_120")
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
@@ -53,6 +59,56 @@ def nb201_table() -> NB201Table:
         raise AssertionError("nb201 table indices are not 0..N-1")
     acc = {d: np.array([float(r[d]) for r in rows]) for d in DATASETS}
     return NB201Table(tuple(r["arch"] for r in rows), acc)
+
+
+@dataclass(frozen=True, eq=False)
+class NB101Table:
+    """NAS-Bench-101 ground truth: row ``i`` is the table's ``i``-th cell as stored.
+
+    Several rows may hold the same cell (the same benchmark hash after pruning), each with the
+    validation accuracy of one of the benchmark's training runs: :meth:`accuracy` averages them.
+    """
+
+    arch: tuple[NB101Arch, ...]
+    val_accuracy: np.ndarray
+    hashes: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.arch)
+
+    @property
+    def rows_of(self) -> dict[str, list[int]]:
+        """Benchmark hash -> the rows holding that cell."""
+        return _rows_of(self)
+
+    def accuracy(self, module_hash: str) -> float:
+        """Mean validation accuracy (%) of the rows of the cell with hash ``module_hash``."""
+        rows = self.rows_of.get(module_hash)
+        if rows is None:
+            raise ValueError(
+                f"NAS-Bench-101 cell {module_hash!r} is not among the {len(set(self.hashes))} cells "
+                "of the shipped table (nb101_naslib_500); query the official dataset by this hash"
+            )
+        return float(self.val_accuracy[rows].mean())
+
+
+@cache
+def _rows_of(table: NB101Table) -> dict[str, list[int]]:
+    out: dict[str, list[int]] = {}
+    for i, h in enumerate(table.hashes):
+        out.setdefault(h, []).append(i)
+    return out
+
+
+@cache
+def nb101_table() -> NB101Table:
+    """The shipped NAS-Bench-101 table of 500 cells (loaded once)."""
+    path = resources.files(__name__).joinpath("nb101_naslib_500.csv.gz")
+    with path.open("rb") as raw, gzip.open(raw, "rt", newline="") as f:
+        rows = list(csv.DictReader(f))
+    archs = tuple(NB101Arch(json.loads(r["matrix"]), json.loads(r["ops"])) for r in rows)
+    acc = np.array([float(r["val_accuracy"]) for r in rows])
+    return NB101Table(archs, acc, tuple(a.module_hash() for a in archs))
 
 
 def cifar10_sample() -> tuple[np.ndarray, np.ndarray]:

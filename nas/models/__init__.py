@@ -2,6 +2,7 @@
 
 from nas.models import (
     mbv2,  # noqa: F401
+    nb101,  # noqa: F401
     nb201,  # noqa: F401
 )
 
