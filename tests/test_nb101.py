@@ -223,6 +223,18 @@ def test_network_structure_and_timm_interface() -> None:
         NB101Network(README_CELL, widht=3)
 
 
+def test_wrcor_sees_the_papers_layers() -> None:
+    """WRCor numbers the stem, the cells and the pools 1..12 and assigns every ReLU to one."""
+    model = NB101Network(README_CELL, stem_channels=8)
+    x, y = nas.data.cifar10_batch(8)
+    result = nas.proxies.score("wrcor", model, x, y)
+    assert np.isfinite(result.score)
+    assert result.diagnostics["units_unassigned"] == 0
+    relus = sum(isinstance(m, nn.ReLU) for m in model.modules())
+    # The stem, then per cell 4 input projections and 4 convolutions (the pool has no ReLU).
+    assert result.diagnostics["units_hooked"] == relus == 1 + 9 * 8
+
+
 def test_shipped_table(shared_data) -> None:
     table = nb101_table()
     with open(shared_data / "nb101" / "nb101_naslib_500.csv", newline="") as f:

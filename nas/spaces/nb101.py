@@ -73,7 +73,8 @@ class NB101Space(SearchSpace[NB101Arch]):
 
     # benchmark identity and table
     def __len__(self) -> int:
-        """Distinct cells (up to pruning and isomorphism) the benchmark counts: 423,624."""
+        """Distinct cells up to pruning and isomorphism: 423,624, as the benchmark's README counts
+        them (the official dataset holds one record per such cell)."""
         return 423_624
 
     def module_hash(self, arch: NB101Arch) -> str:
