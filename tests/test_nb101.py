@@ -62,6 +62,8 @@ def test_hash_equals_the_official_dataset_keys() -> None:
     assert FIRST_RECORD.module_hash() == "00005c142e6f48ac74fdcf73e3439874"
     assert README_CELL.module_hash() == "28cfc7874f6d200472e1a9dcd8650aa0"
     assert README_STORED.module_hash() == README_CELL.module_hash()
+    assert space.key(README_STORED) == space.key(README_CELL) == README_CELL.module_hash()
+    assert space.encode(README_STORED) != space.encode(README_CELL)
 
 
 def _topological_relabelings(arch: NB101Arch) -> list[NB101Arch]:

@@ -30,6 +30,11 @@ class SearchSpace(abc.ABC, Generic[A]):
     def encode(self, arch: A) -> str:
         """The canonical string form of ``arch``; ``decode(encode(a)) == a``."""
 
+    def key(self, arch: A) -> str:
+        """Identity of the network ``arch`` builds: archs with equal keys build the same network
+        (a search need score only one of them). Default: :meth:`encode`."""
+        return self.encode(arch)
+
     @abc.abstractmethod
     def sample(self, rng: np.random.Generator) -> A:
         """One architecture drawn with ``rng``."""

@@ -81,6 +81,10 @@ class NB101Space(SearchSpace[NB101Arch]):
         """The benchmark's hash of ``arch`` (the key of the official dataset)."""
         return arch.module_hash()
 
+    def key(self, arch: NB101Arch) -> str:
+        """The benchmark hash: specs that prune to isomorphic cells build the same network."""
+        return arch.module_hash()
+
     def in_table(self, arch: NB101Arch) -> bool:
         """Whether the shipped 500-cell table holds ``arch`` (up to pruning and isomorphism)."""
         return arch.module_hash() in nb101_table().rows_of
