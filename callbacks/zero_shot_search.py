@@ -216,15 +216,16 @@ class ZeroShotSearch(Callback):
             f"winner: {w.arch}  {_format_scores(w.config['scores'])}  MACs={w.flops:,}  params={w.params:,}",
             f"wrote {self.output_dir / 'candidates.csv'}, {self.output_dir / 'winner.yaml'}, {self.output_dir / 'search.png'}",
         ]
-        table = space.benchmark()
-        if table is not None and w.arch in table.index_of:
+        row = space.table_row(space.decode(w.arch))
+        if row is not None:
+            table = space.benchmark()
             dataset = table.datasets[0]
             truth = table.accuracy[dataset]
-            acc = float(truth[table.index_of[w.arch]])
+            acc = float(truth[row])
             rank = int((truth > acc).sum()) + 1
             lines.append(
-                f"{space.name} ground truth: {dataset} accuracy {acc:.2f}% "
-                f"(rank {rank:,} of {len(table):,} known; best {truth.max():.2f}%)"
+                f"{space.name} ground truth: {dataset} {table.measure} {acc:.2f}% "
+                f"(rank {rank:,} of the {len(table):,} cells of the table; best {truth.max():.2f}%)"
             )
         rank_zero_info("\n".join(lines))
 

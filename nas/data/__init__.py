@@ -6,6 +6,9 @@
   (automl/NASLib, Apache-2.0), in NASLib's compact form (``compact``: JSON ``[normal, reduce]``,
   each 8 pairs ``[input, op_index]``) with NAS-Bench-301's surrogate-predicted CIFAR-10
   validation accuracy (``val_accuracy``, %).
+- ``nb101_naslib_500.csv.gz``: 500 NAS-Bench-101 cells of NASLib's zero-cost benchmark
+  (``zc_nasbench101.json``, Apache-2.0): adjacency matrix and ops as NASLib stores them (not
+  pruned) and CIFAR-10 validation accuracy (%, 108 epochs); keyed by the benchmark's hash.
 - ``cifar10_test_256.npz``: the first 256 images of the official CIFAR-10 test set, pixel-exact
   (``images`` uint8 [N, 32, 32, 3], ``labels`` int64 [N], ``classes``).
 """
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import json
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -22,6 +26,7 @@ import numpy as np
 import torch
 
 from nas.arch.darts import DartsGenotype
+from nas.arch.nb101 import NB101Arch
 
 DATASETS = ("cifar10", "cifar100", "imagenet16_120")
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
@@ -36,12 +41,17 @@ class BenchmarkTable:
 
     arch: tuple[str, ...]
     accuracy: dict[str, np.ndarray]
+    #: What :attr:`index_of` is keyed by: each row's ``space.key`` (default: ``arch`` itself).
+    keys: tuple[str, ...] | None = None
+    #: What the accuracies are, for reports (e.g. "final test accuracy").
+    measure: str = "accuracy"
 
     def __len__(self) -> int:
         return len(self.arch)
 
     @property
     def index_of(self) -> dict[str, int]:
+        """Row of each key (the space's ``key`` of the row's architecture)."""
         return _index_of(self)
 
     @property
@@ -51,7 +61,7 @@ class BenchmarkTable:
 
 @cache
 def _index_of(table: BenchmarkTable) -> dict[str, int]:
-    return {a: i for i, a in enumerate(table.arch)}
+    return {a: i for i, a in enumerate(table.keys or table.arch)}
 
 
 @cache
@@ -64,7 +74,7 @@ def nb201_table() -> BenchmarkTable:
     if [int(r["index"]) for r in rows] != list(range(len(rows))):
         raise AssertionError("nb201 table indices are not 0..N-1")
     acc = {d: np.array([float(r[d]) for r in rows]) for d in DATASETS}
-    return BenchmarkTable(tuple(r["arch"] for r in rows), acc)
+    return BenchmarkTable(tuple(r["arch"] for r in rows), acc, measure="final test accuracy (200 epochs)")
 
 
 @dataclass(frozen=True, eq=False)
@@ -105,6 +115,56 @@ def nb301_table() -> NB301Table:
     if len(set(arch)) != len(arch):
         raise AssertionError("the nb301 table holds a genotype twice")
     return NB301Table(arch, tuple(r["compact"] for r in rows), np.array([float(r["val_accuracy"]) for r in rows]))
+
+
+@dataclass(frozen=True, eq=False)
+class NB101Table:
+    """NAS-Bench-101 ground truth: row ``i`` is the table's ``i``-th cell as stored.
+
+    Several rows may hold the same cell (the same benchmark hash after pruning), each with the
+    validation accuracy of one of the benchmark's training runs: :meth:`accuracy` averages them.
+    """
+
+    arch: tuple[NB101Arch, ...]
+    val_accuracy: np.ndarray
+    hashes: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.arch)
+
+    @property
+    def rows_of(self) -> dict[str, list[int]]:
+        """Benchmark hash -> the rows holding that cell."""
+        return _rows_of(self)
+
+    def accuracy(self, module_hash: str) -> float:
+        """Mean validation accuracy (%) of the rows of the cell with hash ``module_hash``."""
+        rows = self.rows_of.get(module_hash)
+        if rows is None:
+            raise ValueError(
+                f"NAS-Bench-101 cell {module_hash!r} is not among the {len(set(self.hashes))} cells "
+                "of the shipped table (nb101_naslib_500); query the official dataset by this hash"
+            )
+        return float(self.val_accuracy[rows].mean())
+
+
+@cache
+def _rows_of(table: NB101Table) -> dict[str, list[int]]:
+    out: dict[str, list[int]] = {}
+    for i, h in enumerate(table.hashes):
+        out.setdefault(h, []).append(i)
+    return out
+
+
+@cache
+def nb101_table() -> NB101Table:
+    """The shipped NAS-Bench-101 table of 500 cells (loaded once)."""
+    path = resources.files(__name__).joinpath("nb101_naslib_500.csv.gz")
+    with path.open("rb") as raw, gzip.open(raw, "rt", newline="") as f:
+        rows = list(csv.DictReader(f))
+    archs = tuple(NB101Arch(json.loads(r["matrix"]), json.loads(r["ops"])) for r in rows)
+    acc = np.array([float(r["val_accuracy"]) for r in rows])
+    return NB101Table(archs, acc, tuple(a.module_hash() for a in archs))
 
 
 def cifar10_sample() -> tuple[np.ndarray, np.ndarray]:

@@ -36,7 +36,7 @@ class RandomSearch(SearchAlgorithm):
             if arch is None:
                 self.exhausted = True
                 break
-            pending.add(self.space.encode(arch))
+            pending.add(self.space.key(arch))
             out.append(arch)
         return out
 
@@ -107,7 +107,7 @@ class RegularizedEvolution(SearchAlgorithm):
                 if arch is None:
                     self.exhausted = True
                     break
-                pending[self.space.encode(arch)] = arch
+                pending[self.space.key(arch)] = arch
             return list(pending.values())
         children: list[Any] = []
         while len(pending) < min(self.children_per_step, self._remaining()) and not self.exhausted:
@@ -118,7 +118,7 @@ class RegularizedEvolution(SearchAlgorithm):
             child = self._breed()
             if child is None:
                 continue
-            key = self.space.encode(child)
+            key = self.space.key(child)
             if key in self.scores:  # known: joins the population with its stored score
                 self._join(child, self.scores[key])
             elif key not in pending:
@@ -201,10 +201,13 @@ class Reinforce(SearchAlgorithm):
                 self.exhausted = True
                 break
             self.proposals += 1
-            arch, _ = self._sample()
+            try:
+                arch, _ = self._sample()
+            except ValueError:  # decisions that form no valid architecture (e.g. a NAS-Bench-101 cell
+                continue  # whose input does not reach its output): rejected like an over-budget draw
             if not self.space.fits(arch):
                 continue
-            key = self.space.encode(arch)
+            key = self.space.key(arch)
             if key in self.scores:
                 self._update(arch, self.scores[key])
             elif key not in pending:

@@ -77,8 +77,8 @@ class Objective:
 class SearchAlgorithm(abc.ABC):
     """A search with its own seeded generator and an ask/tell loop.
 
-    ``ask()`` returns architectures to score, never one already scored, all within the
-    budget; ``tell(archs, scores)`` reports their score vectors (rows in objective member
+    ``ask()`` returns architectures to score, never one already scored (architectures with the
+    same :meth:`SearchSpace.key` build the same network and count as one), all within the budget; ``tell(archs, scores)`` reports their score vectors (rows in objective member
     order, ``-inf`` for a failed candidate). The same seed and scores give the same run,
     whatever the number of processes that compute the scores.
 
@@ -121,7 +121,7 @@ class SearchAlgorithm(abc.ABC):
     def tell(self, archs: list[Any], scores: np.ndarray) -> None:
         scores = np.asarray(scores, dtype=np.float64).reshape(len(archs), len(self.objective.members))
         for arch, row in zip(archs, scores, strict=True):
-            key = self.space.encode(arch)
+            key = self.space.key(arch)
             if key in self.scores:
                 raise AssertionError(f"{key} was scored twice")
             self.scores[key] = row
@@ -150,7 +150,7 @@ class SearchAlgorithm(abc.ABC):
         """A random architecture within the space's budget, not yet scored nor pending; None when none is found."""
         for _ in range(self.max_tries):
             arch = self.space.sample_within(self.rng)
-            key = self.space.encode(arch)
+            key = self.space.key(arch)
             if key not in self.scores and key not in pending:
                 return arch
         return None

@@ -45,6 +45,7 @@ def get(name: str) -> SearchSpace:
 from nas.spaces import (  # noqa: E402  (registers the built-in spaces)
     darts,  # noqa: F401
     mbv2,  # noqa: F401
+    nb101,  # noqa: F401
     nb201,  # noqa: F401
 )
 

@@ -38,6 +38,11 @@ class SearchSpace(abc.ABC, Generic[A]):
     def encode(self, arch: A) -> str:
         """The canonical string form of ``arch``; ``decode(encode(a)) == a``."""
 
+    def key(self, arch: A) -> str:
+        """Identity of the network ``arch`` builds: archs with equal keys build the same network
+        (a search need score only one of them). Default: :meth:`encode`."""
+        return self.encode(arch)
+
     @abc.abstractmethod
     def sample(self, rng: np.random.Generator) -> A:
         """One architecture drawn with ``rng``."""
@@ -77,6 +82,11 @@ class SearchSpace(abc.ABC, Generic[A]):
     def benchmark(self) -> BenchmarkTable | None:
         """The space's ground-truth table (true accuracies of known architectures), if it has one."""
         return None
+
+    def table_row(self, arch: A) -> int | None:
+        """The row of :meth:`benchmark` holding ``arch`` (by :meth:`key`), or None."""
+        table = self.benchmark()
+        return None if table is None else table.index_of.get(self.key(arch))
 
     def input_resolution(self, arch: A) -> int | None:
         """The input side in pixels ``arch`` is built for, or None when it takes the batch as it is."""

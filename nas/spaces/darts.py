@@ -6,17 +6,19 @@ string forms and the canonical order of a node's edges); networks are DARTS's CI
 
 Two configurations of the same network:
 
-- **evaluation / search** (the space's default): 16 channels, 8 cells, stem 48 channels,
-  no auxiliary head, as NASLib's zero-cost benchmark builds NAS-Bench-301 networks
-  (``naslib/search_spaces/nasbench301/graph.py``: ``self.channels = [16, 32, 64]``, two normal
-  cells per stage with a reduction cell between stages, ``stem_multiplier = 3``; its auxiliary
-  edge stays an identity because the benchmark runner ``naslib/runners/zc/benchmarks/runner.py``
-  never calls ``prepare_evaluation``). This is DARTS's search-network size too
-  (``cnn/train_search.py``: ``--init_channels 16 --layers 8``). NASLib's graph builds the ops of
-  the cells with non-affine BN and appends a non-affine BN to each pooling op (its search-time
-  primitives); here every op is as DARTS's evaluation network builds it, which at
-  initialization computes the same function except after the pooling ops, and counts the BN
-  scales and shifts among the parameters.
+- **evaluation / search** (the space's default): 32 channels, 8 cells, stem 96 channels,
+  no auxiliary head, as NASLib's zero-cost benchmark built the NAS-Bench-301 networks of
+  NAS-Bench-Suite-Zero (``naslib/search_spaces/nasbench301/graph.py`` on its ``zerocost``
+  branch, where the benchmark data were made in 2022: ``self.channels = [32, 64, 128]``, two
+  normal cells per stage with a reduction cell between stages, ``stem_multiplier = 3``; a later
+  commit of NASLib reduced the channels to ``[16, 32, 64]``, after the benchmark was built). Its
+  auxiliary edge stays an identity because the benchmark runner
+  ``naslib/runners/zc/benchmarks/runner.py`` never calls ``prepare_evaluation``. NASLib's graph
+  builds the ops of the cells with non-affine BN and appends a non-affine BN to each pooling op
+  (its search-time primitives); here every op is as DARTS's evaluation network builds it, which
+  at initialization computes the same function except after the pooling ops, and counts the BN
+  scales and shifts among the parameters. DARTS's own search network is
+  ``DartsSpace(channels=16, layers=8)`` (``cnn/train_search.py``).
 - **training**: DARTS's evaluation network, 36 channels and 20 cells
   (``DartsSpace(channels=36, layers=20)``, or on the command line
   ``--search.space_kwargs '{channels: 36, layers: 20}'``); the timm entry point ``darts``
@@ -34,18 +36,19 @@ of its lower and higher input: 2 x 11 decisions, uniform logits give uniform sam
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 import numpy as np
 
 from nas.arch.darts import NUM_NODES, OPS, DartsGenotype, input_pairs, parse
-from nas.data import nb301_table
+from nas.data import BenchmarkTable, nb301_table
 from nas.models.darts import STEM_MULTIPLIER, DartsNetwork
 from nas.spaces import register
 from nas.spaces.base import SearchSpace
 
 #: NASLib's zero-cost configuration of NAS-Bench-301 networks (see the module doc).
-EVAL_CHANNELS = 16
+EVAL_CHANNELS = 32
 EVAL_LAYERS = 8
 
 
@@ -68,7 +71,7 @@ class DartsSpace(SearchSpace[DartsGenotype]):
     """The DARTS / NAS-Bench-301 space, networks built as DARTS's CIFAR network.
 
     Args:
-        channels: the first cells' width ``C`` (default: NASLib's zero-cost configuration, 16;
+        channels: the first cells' width ``C`` (default: NASLib's zero-cost configuration, 32;
             DARTS's evaluation network: 36).
         layers: number of cells (default 8; DARTS's evaluation network: 20).
         resolution: input side in pixels, used by :meth:`flops` (CIFAR: 32).
@@ -106,9 +109,9 @@ class DartsSpace(SearchSpace[DartsGenotype]):
         return arch.encode()
 
     # benchmark table
-    def has_accuracy(self, arch: DartsGenotype) -> bool:
-        """Whether the shipped NAS-Bench-301 table holds ``arch``."""
-        return arch.encode() in nb301_table().index_of
+    def benchmark(self) -> BenchmarkTable:
+        """NASLib's 725 genotypes with NAS-Bench-301's (surrogate) CIFAR-10 validation accuracy."""
+        return _benchmark()
 
     def accuracy(self, arch: DartsGenotype, dataset: str = "cifar10") -> float:
         """NAS-Bench-301's (surrogate) CIFAR-10 validation accuracy (%) of ``arch`` from the shipped table.
@@ -123,7 +126,7 @@ class DartsSpace(SearchSpace[DartsGenotype]):
         if index is None:
             raise ValueError(
                 f"genotype {arch.encode()!r} is not among the {len(table)} genotypes of the shipped "
-                "NAS-Bench-301 table (see has_accuracy)"
+                "NAS-Bench-301 table (see table_row)"
             )
         return float(table.accuracy[index])
 
@@ -241,3 +244,10 @@ class DartsSpace(SearchSpace[DartsGenotype]):
     def flops(self, arch: DartsGenotype, num_classes: int = 10) -> int:
         """Multiply-accumulates of one forward pass at ``resolution`` (conv and linear layers)."""
         return self._cost(arch, num_classes)[1]
+
+
+@cache
+def _benchmark() -> BenchmarkTable:
+    table = nb301_table()
+    return BenchmarkTable(table.arch, {"cifar10": table.accuracy},
+                          measure="NAS-Bench-301 surrogate validation accuracy")  # fmt: skip
