@@ -32,7 +32,7 @@ def test_default_search_writes_every_result(tmp_path: Path, capsys) -> None:
 
 def test_bad_names_fail_before_any_work(tmp_path: Path) -> None:
     for flag, value, match in [
-        ("--search.proxy", "wrcr", "unknown proxy or vote 'wrcr'"),
+        ("--search.proxy", "wrcr", "unknown proxy 'wrcr'; available: "),
         ("--search.space", "nb301", f"unknown search space 'nb301'; available: {', '.join(nas.spaces.available())}"),
     ]:
         with pytest.raises((ValueError, SystemExit)) as info:
