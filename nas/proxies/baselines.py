@@ -292,7 +292,6 @@ def jacob_cov(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor | No
     A sample whose Jacobian is constant has no correlation: the score is then ``-inf`` (the
     network does not separate its inputs), with the count in the diagnostics.
     """
-    n = inputs.shape[0]
     with mode(model, train=True), torch.enable_grad():
         state, _ = detached_state(model)
         x = inputs.detach().clone().requires_grad_(True)
@@ -300,6 +299,15 @@ def jacob_cov(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor | No
         if not isinstance(out, torch.Tensor):
             raise ValueError(f"jacob_cov: model {model_name(model)} must return a tensor, got {type(out).__name__}")
         (jac,) = torch.autograd.grad(out.sum(), x, allow_unused=True)
+    return jacob_cov_from(jac, model, inputs.shape[0], k=k)
+
+
+def jacob_cov_from(jac: torch.Tensor | None, model: nn.Module, n: int, *, k: float = 1e-5) -> ProxyResult:
+    """JacCor of the input Jacobian ``jac`` (``d(sum of outputs)/d(input)``, N samples) of ``model``.
+
+    The part of :func:`jacob_cov` after the backward pass, so that a pass that computes the same
+    Jacobian for another proxy (WRCor's family, :mod:`nas.proxies.wrcor`) shares its forward.
+    """
     diag: dict[str, Any] = {"n": n}
     if jac is None:
         diag["reason"] = "the output does not depend on the input"

@@ -140,6 +140,6 @@ def score_many(
             results[n] = score(n, model, inputs, targets, **options.get(n, {}))
         except Exception as e:  # recorded per proxy, never dropped
             results[n] = failure(n, e, time.perf_counter() - start)
-    # exceptions keep their frames (and any autograd graph in them) alive until collected
-    gc.collect()
+    if any(failed(r) for r in results.values()):
+        gc.collect()  # a caught exception keeps its frames (and any autograd graph in them) alive until collected
     return {n: results[n] for n in wanted}

@@ -56,7 +56,8 @@ import torch
 from torch import nn
 
 from nas.proxies._functional import check_targets, logits_of, mode
-from nas.proxies.base import ProxyResult, register, register_family
+from nas.proxies.base import ProxyResult, register, register_family, score
+from nas.proxies.baselines import jacob_cov_from
 
 Responses = Literal["both", "act", "grad"]
 Padding = Literal["model", "circular"]
@@ -113,6 +114,8 @@ class ResponseKernels:
         )
     )  # fmt: skip
     num_layers: int = 0
+    #: ``d(sum of logits)/d(inputs)`` of the same forward pass, when asked for (JacCor shares it).
+    jacobian: torch.Tensor | None = None
 
     def add(self, kind: Literal["act", "grad"], layer: int, corr: torch.Tensor) -> None:
         store = self.act if kind == "act" else self.grad
@@ -213,6 +216,7 @@ def response_kernels(
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     split: int = 1,
     padding: Padding = "model",
+    jacobian: bool = False,
 ) -> list[ResponseKernels]:
     """One forward/backward per chunk, returning the per-layer correlation sums of each chunk.
 
@@ -225,6 +229,8 @@ def response_kernels(
         split: number of chunks the batch is cut into to save memory (each chunk gets its own
             BatchNorm statistics and its own kernel).
         padding: ``"model"`` (as built) or ``"circular"`` (see the module docstring).
+        jacobian: also keep the input Jacobian of the summed logits of the same forward pass
+            (one more backward, with the response hooks off), as JacCor defines it.
     """
     n = inputs.shape[0]
     if not isinstance(split, int) or split < 1 or n // split < 2:
@@ -241,14 +247,17 @@ def response_kernels(
             buffers = {k: b.clone() for k, b in model.named_buffers()}
             kernels = ResponseKernels(chunk_x.shape[0])
             kernels.counts["units_unassigned"] = unassigned
-            _one_pass(model, params, buffers, chunk_x, chunk_y, mapping, activation_types, loss_fn, kernels, rel_tol)
+            _one_pass(model, params, buffers, chunk_x, chunk_y, mapping, activation_types, loss_fn, kernels, rel_tol,
+                      jacobian)  # fmt: skip
             kernels.num_layers = num_layers if mapping is not None else kernels.num_layers
             out.append(kernels)
     return out
 
 
-def _one_pass(model, params, buffers, x, y, mapping, types, loss_fn, kernels: ResponseKernels, rel_tol: float) -> None:
+def _one_pass(model, params, buffers, x, y, mapping, types, loss_fn, kernels: ResponseKernels, rel_tol: float,
+              jacobian: bool = False) -> None:
     handles = []
+    hooks_on = [True]  # off while the Jacobian's backward runs through the same graph
     call_layer: list[int] = []
     # Activation correlations keyed by tensor identity: units fed by the same tensor
     # (a node feeding several edges) share one computation. References are held so that an
@@ -258,6 +267,8 @@ def _one_pass(model, params, buffers, x, y, mapping, types, loss_fn, kernels: Re
 
     def grad_hook(layer: int) -> Callable[[torch.Tensor], None]:
         def hook(g: torch.Tensor) -> None:
+            if not hooks_on[0]:
+                return
             kernels.counts["grad_missing"] -= 1
             corr, why = _abs_corr(g.reshape(g.shape[0], -1), rel_tol)
             if corr is None:
@@ -325,6 +336,10 @@ def _one_pass(model, params, buffers, x, y, mapping, types, loss_fn, kernels: Re
             logits = logits_of(model, {**params, **buffers}, leaf.clone(), "wrcor")
             recent.clear()
             check_targets(logits, y, "wrcor")
+            if jacobian:
+                hooks_on[0] = False
+                (kernels.jacobian,) = torch.autograd.grad(logits.sum(), leaf, retain_graph=True, allow_unused=True)
+                hooks_on[0] = True
             loss = loss_fn(logits, y)
             if loss.requires_grad:
                 torch.autograd.grad(loss, leaf, allow_unused=True)
@@ -368,7 +383,7 @@ def _result(name: str, chunks: list[ResponseKernels], responses: Responses, weig
     return ProxyResult(name, float(value), seconds, diag)
 
 
-def _family_pass(
+def _family_pass(  # noqa: C901  (one pass, several members)
     model: nn.Module,
     inputs: torch.Tensor,
     targets: torch.Tensor | None,
@@ -380,15 +395,33 @@ def _family_pass(
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     padding: Padding = "model",
 ) -> dict[str, ProxyResult | Exception]:
-    """Every wanted member from one :func:`response_kernels` pass (``wanted``: member -> its own options)."""
+    """Every wanted member from one :func:`response_kernels` pass (``wanted``: member -> its own options).
+
+    JacCor (``jacob_cov``) belongs to the family: its input Jacobian comes from the same forward
+    pass (one more backward of the summed logits), when the pass scores the whole batch at once
+    (``split == 1``); otherwise, or alone, it is computed on its own.
+    """
+    variants = {n: o for n, o in wanted.items() if n in VARIANTS}
+    out: dict[str, ProxyResult | Exception] = {}
+    if "jacob_cov" in wanted and not (variants and split == 1):
+        out["jacob_cov"] = _standalone("jacob_cov", model, inputs, targets, wanted["jacob_cov"])
+    if not variants:
+        return out
     if targets is None:
         raise ValueError("the WRCor family needs labels: pass targets (class indices, shape (N,))")
     start = time.perf_counter()
+    with_jacobian = "jacob_cov" in wanted and split == 1
     chunks = response_kernels(model, inputs, targets, layers=layers, activation_types=activation_types,
-                              loss_fn=loss_fn, split=split, padding=padding)  # fmt: skip
+                              loss_fn=loss_fn, split=split, padding=padding, jacobian=with_jacobian)  # fmt: skip
     shared = time.perf_counter() - start
-    out: dict[str, ProxyResult | Exception] = {}
-    for name, own in wanted.items():
+    if with_jacobian:
+        t0 = time.perf_counter()
+        try:
+            jac = jacob_cov_from(chunks[0].jacobian, model, inputs.shape[0], **wanted["jacob_cov"])
+            out["jacob_cov"] = ProxyResult("jacob_cov", jac.score, shared + time.perf_counter() - t0, jac.diagnostics)
+        except FloatingPointError as e:
+            out["jacob_cov"] = e
+    for name, own in variants.items():
         t0 = time.perf_counter()
         responses, weighting, _ = VARIANTS[name]
         responses, weighting = own.get("responses", responses), own.get("weighting", weighting)
@@ -440,4 +473,12 @@ for _name, (_resp, _weight, _what) in VARIANTS.items():
     _fn = _wrcor_proxy(_name, _resp, _weight)
     _fn.__doc__ = _doc(_what)
     register(_name)(_fn)
-register_family("wrcor", tuple(VARIANTS), _family_pass, PASS_OPTIONS)
+def _standalone(name: str, model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor | None,
+                options: dict) -> ProxyResult | Exception:
+    try:
+        return score(name, model, inputs, targets, **options)
+    except Exception as e:  # recorded for that member, as score_many records it
+        return e
+
+
+register_family("wrcor", (*VARIANTS, "jacob_cov"), _family_pass, PASS_OPTIONS)
