@@ -1,0 +1,1 @@
+"""Architecture values of the search spaces: frozen, hashable, encode/decode; leaf modules."""
