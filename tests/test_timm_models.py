@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import timm
 import torch
@@ -16,6 +17,7 @@ from torch import nn
 import nas
 from nas.arch.mbv2 import ARCH_600M, NAMED_ARCHS
 from nas.arch.nb201 import ARCH_RESNET
+from nas.spaces.mbv2 import MBV2Space
 
 NAMES = ("nb201", "wrcor_mbv2", *NAMED_ARCHS)
 # small inputs keep the ImageNet networks fast: every reduction still leaves >= 2 pixels
@@ -133,3 +135,15 @@ def test_grad_checkpointing_gives_the_same_output(name):
         expected = model(x)
         model.set_grad_checkpointing()
         assert torch.allclose(model(x), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_feature_levels_follow_the_strides():
+    space = MBV2Space(strides=(1, 2, 2, 2, 2, 1, 1))
+    arch = space.sample(np.random.default_rng(0))
+    name, kwargs = space.timm_spec(arch)
+    model = timm.create_model(name, **kwargs)
+    assert [f["module"] for f in model.feature_info] == [f"blocks.{i}" for i in (0, 1, 2, 3, 6)]
+    assert [f["reduction"] for f in model.feature_info] == [2, 4, 8, 16, 32]
+    assert [f["num_chs"] for f in model.feature_info] == [
+        arch.stages[i].out_channels for i in (0, 1, 2, 3, 6)
+    ]
