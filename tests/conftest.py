@@ -5,10 +5,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from nas.arch.nb201 import ARCH_RESNET
+
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 SHARED_DATA = SHARED / "data"
 
-RESNET_CELL = "|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|skip_connect~2|"
+#: The benchmark's ResNet-like cell, as a string.
+RESNET_CELL = ARCH_RESNET.encode()
 
 
 @pytest.fixture(autouse=True)

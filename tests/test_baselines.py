@@ -9,9 +9,9 @@ import torch
 from torch import nn
 
 import nas
+from nas.arch.nb201 import parse_cell
 from nas.data import cifar10_batch
 from nas.models.nb201 import NB201Network
-from nas.spaces.nb201 import parse_cell
 from tests.conftest import RESNET_CELL
 
 BASELINES = ("grad_norm", "snip", "grasp", "fisher", "synflow", "jacob_cov", "naswot", "zen", "zico", "l2_norm")
@@ -65,7 +65,7 @@ def assert_unchanged(model: nn.Module, before: dict, proxy: str) -> None:
         assert not (m._forward_pre_hooks or m._forward_hooks or m._backward_hooks), f"{proxy} left a hook on {m}"
 
 
-@pytest.mark.parametrize("name", nas.proxies.available())
+@pytest.mark.parametrize("name", nas.proxies.available("single"))
 def test_every_proxy_runs_on_nb201_and_leaves_the_model_alone(name: str) -> None:
     model = small_nb201()
     model.cells[1].eval()  # mixed modes must come back exactly as they were
@@ -79,7 +79,7 @@ def test_every_proxy_runs_on_nb201_and_leaves_the_model_alone(name: str) -> None
     assert_unchanged(model, before, name)
 
 
-@pytest.mark.parametrize("name", nas.proxies.available())
+@pytest.mark.parametrize("name", nas.proxies.available("single"))
 def test_every_proxy_on_a_plain_sequential(name: str) -> None:
     model = plain_sequential()
     before = snapshot(model)

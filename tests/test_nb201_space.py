@@ -9,8 +9,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import nas
+from nas.arch.nb201 import OPS
 from nas.data import nb201_table
-from nas.models.nb201 import OPS
 from tests.conftest import RESNET_CELL
 
 space = nas.spaces.get("nb201")
@@ -119,5 +119,7 @@ def test_timm_entry_point() -> None:
     model.reset_classifier(0)
     assert model(torch.randn(2, 3, 32, 32)).shape == (2, 64)
     assert space.timm_spec(space.decode(RESNET_CELL)) == ("nb201", {"arch": RESNET_CELL})
-    with pytest.raises(ValueError, match="needs arch="):
-        timm.create_model("nb201")
+    default = timm.create_model("nb201")
+    assert default.ops == space.decode(RESNET_CELL).ops, "without arch: the ResNet-like cell"
+    with pytest.raises(ValueError, match="unknown op 'conv'"):
+        timm.create_model("nb201", arch="|conv~0|+|none~0|none~1|+|none~0|none~1|none~2|")

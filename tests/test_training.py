@@ -22,7 +22,7 @@ from datamodules import CIFARDataModule
 from nas.winner import Winner
 from tests.conftest import RESNET_CELL
 from train import main
-from training import ClassificationModule, load_teacher, weight_decay_groups
+from training import ClassificationModule, load_teacher
 
 REPO = Path(__file__).resolve().parents[1]
 CIFAR_CFG = str(REPO / "configs" / "train" / "cifar10.yaml")
@@ -61,18 +61,22 @@ def _cli_args(root: Path, *extra: str) -> list[str]:
     ]
 
 
-def test_weight_decay_skips_rank_one_tensors() -> None:
-    model = timm.create_model("nb201", arch=RESNET_CELL, num_classes=10, **TINY)
-    decay, no_decay = weight_decay_groups(model, 4e-5)
-    assert decay["weight_decay"] == 4e-5 and no_decay["weight_decay"] == 0.0
-    assert decay["params"] and all(p.ndim > 1 for p in decay["params"])
+def test_weight_decay_skips_rank_one_tensors(tmp_path: Path) -> None:
+    module = ClassificationModule("nb201", {"arch": RESNET_CELL, **TINY}, num_classes=10, weight_decay=4e-5)
+    trainer = _trainer(tmp_path, max_steps=1, limit_val_batches=0)
+    trainer.fit(module, CIFARDataModule(batch_size=8, num_workers=0))
+    groups = {g["weight_decay"]: g["params"] for g in trainer.optimizers[0].param_groups}
+    assert set(groups) == {4e-5, 0.0}, f"one decayed and one exempt group, got {sorted(groups)}"
+    model = module.network
+    assert all(p.ndim > 1 for p in groups[4e-5]), "only conv and linear weights decay"
     norms = [
         p for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d) for p in m.parameters()
     ]
-    ids = {id(p) for p in no_decay["params"]}
+    ids = {id(p) for p in groups[0.0]}
     assert norms and all(id(p) in ids for p in norms), "BatchNorm weights/biases must not decay"
     assert id(model.classifier.bias) in ids and id(model.classifier.weight) not in ids
-    assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
+    assert all(p.ndim <= 1 for p in groups[0.0])
+    assert len(groups[4e-5]) + len(groups[0.0]) == len(list(model.parameters()))
 
 
 class _SwapNetwork(Callback):

@@ -1,5 +1,5 @@
 """Training on top of :mod:`nas`: the LightningModule that trains a timm classifier."""
 
-from training.module import ClassificationModule, load_teacher, weight_decay_groups
+from training.module import ClassificationModule, load_teacher
 
-__all__ = ["ClassificationModule", "load_teacher", "weight_decay_groups"]
+__all__ = ["ClassificationModule", "load_teacher"]

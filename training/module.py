@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from lightning.pytorch import LightningModule
 from timm.data import Mixup
 from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
+from timm.optim import param_groups_weight_decay
 from timm.utils import ModelEmaV3
 from torch import nn
 from torchmetrics import MetricCollection
@@ -21,23 +22,6 @@ from typing_extensions import override
 from nas.winner import resolve_model
 
 OptimizerName = Literal["sgd", "adamw"]
-
-
-def weight_decay_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Parameter groups with no weight decay on norm weights and biases.
-
-    Tensors of rank <= 1 (biases, norm scales and shifts) are exempt; rank >= 2 tensors (conv and
-    linear weights) decay. Frozen parameters are left out.
-    """
-    params = [p for p in model.parameters() if p.requires_grad]
-    return [
-        {
-            "name": "decay",
-            "params": [p for p in params if p.ndim > 1],
-            "weight_decay": weight_decay,
-        },
-        {"name": "no_decay", "params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0},
-    ]
 
 
 def load_teacher(name: str, checkpoint: str | None, num_classes: int) -> nn.Module:
@@ -412,7 +396,8 @@ class ClassificationModule(LightningModule):
                 "unsized loader has no known number of steps; set warmup_epochs=0"
             )
         lr = self.peak_lr()
-        groups = weight_decay_groups(self.network, hp.weight_decay)
+        # rank <= 1 tensors (biases, norm scales and shifts) do not decay; frozen ones are left out
+        groups = param_groups_weight_decay(self.network, hp.weight_decay)
         if hp.optimizer == "sgd":
             opt: torch.optim.Optimizer = torch.optim.SGD(
                 groups, lr=lr, momentum=hp.momentum, nesterov=hp.nesterov

@@ -34,7 +34,6 @@ from timm.models import register_model
 from torch import nn
 
 from nas.arch.darts import DARTS_V2, DartsGenotype, parse
-from nas.models.nb201 import TIMM_INTERNAL_KWARGS
 
 #: DARTS's evaluation network on CIFAR-10 (``cnn/train.py``: ``--init_channels 36 --layers 20``).
 TRAIN_CHANNELS = 36
@@ -338,6 +337,6 @@ def darts(
         genotype = DARTS_V2
     elif isinstance(genotype, str):
         genotype = parse(genotype)
-    for key in TIMM_INTERNAL_KWARGS:
+    for key in ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir"):  # timm's own creation arguments
         kwargs.pop(key, None)
     return DartsNetwork(genotype, **kwargs)

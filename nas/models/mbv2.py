@@ -1,7 +1,7 @@
 """The MobileNetV2-like (Zen-NAS) ImageNet networks, as a timm model family.
 
-A network of :class:`nas.spaces.mbv2.MBV2Arch` (string form documented in
-:mod:`nas.spaces.mbv2`): 3x3 stride-2 stem conv-BN-ReLU; seven super-blocks of sub-layers
+A network of :class:`nas.arch.mbv2.MBV2Arch` (string form documented in
+:mod:`nas.arch.mbv2`): 3x3 stride-2 stem conv-BN-ReLU; seven super-blocks of sub-layers
 1x1 conv -> BN -> ReLU -> kxk depthwise conv -> BN -> ReLU -> [SE] -> 1x1 conv -> BN, added to
 the shortcut and followed by a ReLU (sub-layer 0 has the block's stride and a 1x1 conv + BN
 shortcut, the others an identity); 1x1 head conv-BN-ReLU; global average pooling; linear
@@ -9,35 +9,28 @@ classifier. BatchNorm eps is 1e-3 throughout. Every activation is an ``nn.ReLU``
 in-place, so hooks see the pre-activation intact), SE gates are ``nn.Sigmoid``.
 
 Registered with timm: ``timm.create_model("wrcor_mbv2", arch="r224_s48_...")`` for any
-architecture, and the named networks of :data:`NAMED_ARCHS` (``wrcor_600m``: the paper's 600M
-network with SE; ``wrcor_600m_nose``: the same without SE).
+architecture (without ``arch``: the paper's 600M network, :data:`nas.arch.mbv2.ARCH_600M`), and
+the named networks of :data:`nas.arch.mbv2.NAMED_ARCHS` (``wrcor_600m``: the paper's 600M
+network with SE; ``wrcor_600m_nose``: the same without SE). Feature levels
+(``features_only=True``, :meth:`MBV2Net.forward_intermediates`) are the outputs at reductions
+2, 4, 8, 16 and 32: the stem or the last super-block at each reduction.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: torch.fx copies forward's annotations into the code it
+# generates, and TorchScript cannot resolve them as strings.
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import DropPath, create_classifier
-from timm.models import register_model
+from timm.models import build_model_with_cfg, checkpoint_seq, generate_default_cfgs, register_model
+from timm.models._features import feature_take_indices
 from torch import nn
 
-if TYPE_CHECKING:
-    from nas.spaces.mbv2 import MBV2Arch
+from nas.arch.mbv2 import ARCH_600M, NAMED_ARCHS, MBV2Arch
 
 BN_EPS = 1e-3
-
-ARCH_600M = (
-    "r224_s48_e2k7c32s2b40n2_e2k7c32s2b48n3_e6k7c64s1b40n3_e6k7c88s2b40n4_e6k7c104s1b56n6"
-    "_e6k5c152s2b192n6_e6k5c240s1b136n2_h1264_se"
-)
-#: The named networks: timm model name -> architecture string.
-NAMED_ARCHS = {
-    "wrcor_600m": ARCH_600M,
-    "wrcor_600m_nose": ARCH_600M.removesuffix("_se") + "_nose",
-}
 
 
 def _bn(channels: int) -> nn.BatchNorm2d:
@@ -123,14 +116,14 @@ class MBV2Net(nn.Module):
     """A network of the MobileNetV2-like space, with timm's model interface.
 
     Args:
-        arch: the architecture (``nas.spaces.mbv2.MBV2Arch``).
+        arch: the architecture.
         num_classes: classifier outputs; 0 gives pooled features.
         in_chans: input channels.
         drop_rate: dropout before the classifier.
         drop_path_rate: stochastic depth of the identity-shortcut sub-layers, rising linearly
             from 0 at the first sub-layer to ``drop_path_rate`` at the last.
         global_pool: timm pooling type (``"avg"``, ``"max"``, ``"avgmax"``, ``"catavgmax"``,
-            or ``""`` for none).
+            or ``""`` for none, which needs ``num_classes=0``).
         device, dtype: where and in what type to create the parameters.
     """
 
@@ -144,13 +137,10 @@ class MBV2Net(nn.Module):
         global_pool: str = "avg",
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
-        **kwargs: Any,
     ) -> None:
         super().__init__()
-        for key in ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir"):
-            kwargs.pop(key, None)
-        if kwargs:
-            raise TypeError(f"unexpected argument(s) for an mbv2 network: {sorted(kwargs)}")
+        if not isinstance(arch, MBV2Arch):
+            raise TypeError(f"arch must be an MBV2Arch, got {type(arch).__name__}")
         if num_classes < 0:
             raise ValueError(f"num_classes must be >= 0, got {num_classes}")
         if not 0.0 <= drop_rate < 1.0 or not 0.0 <= drop_path_rate < 1.0:
@@ -162,10 +152,14 @@ class MBV2Net(nn.Module):
         self.in_chans = in_chans
         self.drop_rate = drop_rate
         self.drop_path_rate = drop_path_rate
+        self.grad_checkpointing = False
         self.stem = ConvBnAct(in_chans, arch.stem, 3, 2)
         total = sum(s.sub_layers for s in arch.stages)
         blocks, c, k = [], arch.stem, 0
-        for stage in arch.stages:
+        # feature levels: the last of [stem, blocks...] at each reduction (the stem is position 0)
+        levels = {2: dict(num_chs=arch.stem, reduction=2, module="stem.act")}
+        reduction, ends = 2, {2: 0}
+        for i, stage in enumerate(arch.stages):
             layers = []
             for j in range(stage.sub_layers):
                 layers.append(
@@ -183,27 +177,19 @@ class MBV2Net(nn.Module):
                 k += 1
             blocks.append(nn.Sequential(*layers))
             c = stage.out_channels
+            reduction *= stage.stride
+            levels[reduction] = dict(num_chs=c, reduction=reduction, module=f"blocks.{i}")
+            ends[reduction] = i + 1
         self.blocks = nn.Sequential(*blocks)
+        self.feature_info = list(levels.values())
+        #: Position in ``[stem, *blocks]`` of each feature level.
+        self.stage_ends = tuple(ends.values())
         self.conv_head = ConvBnAct(c, arch.head, 1)
         self.num_features = self.head_hidden_size = arch.head
         self.global_pool, self.classifier = create_classifier(
             self.num_features, num_classes, global_pool
         )
         self.head_drop = nn.Dropout(drop_rate)
-        self.pretrained_cfg = dict(
-            url="",
-            num_classes=num_classes,
-            input_size=(in_chans, arch.resolution, arch.resolution),
-            pool_size=(arch.resolution // 32, arch.resolution // 32),
-            crop_pct=0.875,
-            interpolation="bilinear",
-            mean=IMAGENET_DEFAULT_MEAN,
-            std=IMAGENET_DEFAULT_STD,
-            first_conv="stem.conv",
-            classifier="classifier",
-            arch=arch.encode(),
-        )
-        self.default_cfg = self.pretrained_cfg
         if device is not None or dtype is not None:
             self.to(device=device, dtype=dtype)
 
@@ -211,6 +197,12 @@ class MBV2Net(nn.Module):
         """Depth-ordered layers for WRCor: the stem, the seven super-blocks, the head conv block."""
         return [self.stem, *self.blocks, self.conv_head]
 
+    @torch.jit.ignore
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each sub-layer's activations in the backward pass instead of storing them."""
+        self.grad_checkpointing = enable
+
+    @torch.jit.ignore
     def get_classifier(self) -> nn.Module:
         return self.classifier
 
@@ -220,13 +212,79 @@ class MBV2Net(nn.Module):
             raise ValueError(f"num_classes must be >= 0, got {num_classes}")
         self.num_classes = num_classes
         pool = self.global_pool.pool_type if global_pool is None else global_pool
-        ref = self.conv_head.conv.weight
+        ref = self.stem.conv.weight
         self.global_pool, self.classifier = create_classifier(
             self.num_features, num_classes, pool, device=ref.device, dtype=ref.dtype
         )
 
+    def forward_intermediates(
+        self,
+        x: torch.Tensor,
+        indices: int | list[int] | None = None,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
+        """The feature levels (timm's interface), and the final features unless ``intermediates_only``.
+
+        Args:
+            x: input images.
+            indices: feature levels to return: the last ``n`` if an int, all if None, else
+                the listed levels (negative from the end).
+            norm: accepted for timm's interface; the network has no final norm (the head conv
+                is applied to the final features only).
+            stop_early: skip the super-blocks after the last level taken.
+            output_fmt: ``"NCHW"``, the only layout.
+            intermediates_only: return only the list of intermediates.
+        """
+        if output_fmt != "NCHW":
+            raise ValueError(f"mbv2 features are NCHW only, got output_fmt={output_fmt!r}")
+        take_indices, max_index = feature_take_indices(len(self.stage_ends), indices)
+        take = [self.stage_ends[i] for i in take_indices]
+        blocks = self.blocks
+        if stop_early and not torch.jit.is_scripting():  # TorchScript cannot slice a Sequential
+            blocks = self.blocks[: self.stage_ends[max_index]]
+        intermediates = []
+        x = self.stem(x)
+        if 0 in take:
+            intermediates.append(x)
+        position = 0
+        for position, block in enumerate(blocks, start=1):
+            x = block(x)
+            if position in take:
+                intermediates.append(x)
+        if intermediates_only:
+            return intermediates
+        if position == self.stage_ends[-1]:
+            x = self.conv_head(x)
+        return x, intermediates
+
+    def prune_intermediate_layers(
+        self, indices: int | list[int] = 1, prune_norm: bool = False, prune_head: bool = True
+    ) -> list[int]:
+        """Drop the layers after the last level in ``indices`` (timm's interface); the kept levels.
+
+        The head conv, pooling and classifier go with ``prune_head`` or when super-blocks go
+        (they are sized for the last one); ``prune_norm`` has nothing to remove.
+        """
+        take_indices, max_index = feature_take_indices(len(self.stage_ends), indices)
+        end = self.stage_ends[max_index]
+        truncated = end < len(self.blocks)
+        self.blocks = self.blocks[:end]
+        if truncated or prune_head:
+            self.conv_head = nn.Identity()
+            self.num_features = self.head_hidden_size = self.feature_info[max_index]["num_chs"]
+            self.reset_classifier(0, "")
+        return take_indices
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv_head(self.blocks(self.stem(x)))
+        x = self.stem(x)
+        if self.grad_checkpointing and not torch.jit.is_scripting():
+            x = checkpoint_seq(self.blocks, x, flatten=True)
+        else:
+            x = self.blocks(x)
+        return self.conv_head(x)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         x = self.head_drop(self.global_pool(x))
@@ -236,35 +294,73 @@ class MBV2Net(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-def _create(variant: str, pretrained: bool, arch: str, **kwargs: Any) -> MBV2Net:
+def _cfg(arch: MBV2Arch, **kwargs: Any) -> dict[str, Any]:
+    return dict(
+        url="",
+        num_classes=1000,
+        input_size=(3, arch.resolution, arch.resolution),
+        pool_size=(arch.resolution // 32, arch.resolution // 32),
+        crop_pct=0.875,
+        interpolation="bilinear",
+        mean=IMAGENET_DEFAULT_MEAN,
+        std=IMAGENET_DEFAULT_STD,
+        first_conv="stem.conv",
+        classifier="classifier",
+        **kwargs,
+    )
+
+
+#: timm's pretrained configurations (ImageNet input and normalization; no weights). The input
+#: size of ``wrcor_mbv2`` is its default architecture's; :func:`build` sets each network's own.
+default_cfgs = generate_default_cfgs(
+    {"wrcor_mbv2": _cfg(ARCH_600M), **{name: _cfg(arch) for name, arch in NAMED_ARCHS.items()}}
+)
+
+
+def build(
+    arch: MBV2Arch, variant: str = "wrcor_mbv2", pretrained: bool = False, **kwargs: Any
+) -> MBV2Net:
+    """The network of ``arch`` through timm's ``build_model_with_cfg`` (the pretrained config of
+    ``variant`` at the architecture's resolution; ``features_only`` and the other timm creation
+    options in ``kwargs``)."""
     if pretrained:
         raise ValueError(f"{variant} has no pretrained weights; use pretrained=False")
-    from nas.spaces.mbv2 import MBV2Arch
-
-    model = MBV2Net(MBV2Arch.decode(arch), **kwargs)
-    model.pretrained_cfg["architecture"] = variant
-    return model
+    r = arch.resolution
+    overlay = dict(input_size=(3, r, r), pool_size=(r // 32, r // 32))
+    overlay.update(kwargs.pop("pretrained_cfg_overlay", None) or {})
+    return build_model_with_cfg(
+        MBV2Net,
+        variant,
+        pretrained,
+        arch=arch,
+        pretrained_cfg_overlay=overlay,
+        feature_cfg=dict(flatten_sequential=True),
+        **kwargs,
+    )
 
 
 @register_model
-def wrcor_mbv2(pretrained: bool = False, arch: str | None = None, **kwargs: Any) -> MBV2Net:
-    """Any network of the space, from its string ``arch`` (see :mod:`nas.spaces.mbv2`)."""
+def wrcor_mbv2(pretrained: bool = False, arch: str | MBV2Arch | None = None, **kwargs: Any) -> MBV2Net:
+    """Any network of the space, from its string ``arch`` (see :mod:`nas.arch.mbv2`) or value;
+    without one, the paper's 600M network."""
     if arch is None:
-        raise ValueError(
-            "wrcor_mbv2 needs arch='r<res>_s<stem>_<7 stage tokens>_h<head>_<se|nose>'"
+        arch = ARCH_600M
+    elif isinstance(arch, str):
+        arch = MBV2Arch.decode(arch)
+    elif not isinstance(arch, MBV2Arch):
+        raise TypeError(
+            f"arch must be an architecture string or an MBV2Arch, got {type(arch).__name__}"
         )
-    if not isinstance(arch, str):
-        raise TypeError(f"arch must be an architecture string, got {type(arch).__name__}")
-    return _create("wrcor_mbv2", pretrained, arch, **kwargs)
+    return build(arch, "wrcor_mbv2", pretrained, **kwargs)
 
 
 @register_model
 def wrcor_600m(pretrained: bool = False, **kwargs: Any) -> MBV2Net:
     """The paper's 600M-MACs network (224x224, SE): 10.8M params, 588M MACs."""
-    return _create("wrcor_600m", pretrained, NAMED_ARCHS["wrcor_600m"], **kwargs)
+    return build(NAMED_ARCHS["wrcor_600m"], "wrcor_600m", pretrained, **kwargs)
 
 
 @register_model
 def wrcor_600m_nose(pretrained: bool = False, **kwargs: Any) -> MBV2Net:
     """The paper's 600M network without squeeze-excitation: 5.6M params."""
-    return _create("wrcor_600m_nose", pretrained, NAMED_ARCHS["wrcor_600m_nose"], **kwargs)
+    return build(NAMED_ARCHS["wrcor_600m_nose"], "wrcor_600m_nose", pretrained, **kwargs)

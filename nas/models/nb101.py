@@ -25,7 +25,6 @@ from timm.models import register_model
 from torch import nn
 
 from nas.arch.nb101 import NB101Arch, decode
-from nas.models.nb201 import TIMM_INTERNAL_KWARGS
 
 #: The benchmark's BatchNorm settings (``base_ops.BN_EPSILON``, ``BN_MOMENTUM`` = 0.997 decay).
 BN_EPS = 1e-5
@@ -231,7 +230,7 @@ def nb101(pretrained: bool = False, arch: str | NB101Arch | None = None, **kwarg
     """NAS-Bench-101 network for the cell string ``arch`` (default: the README's Inception-like cell)."""
     if pretrained:
         raise ValueError("nb101 networks have no pretrained weights; use pretrained=False")
-    for key in TIMM_INTERNAL_KWARGS:
+    for key in ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir"):  # timm's own creation arguments
         kwargs.pop(key, None)
     cell = arch if isinstance(arch, NB101Arch) else decode(DEFAULT_ARCH if arch is None else arch)
     return NB101Network(cell, **kwargs)

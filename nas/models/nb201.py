@@ -5,20 +5,24 @@ a 3x3 conv stem to ``C`` channels + BN; three stages of ``N`` cells at ``C``/``2
 channels with the benchmark's residual reduction block between stages; BN-ReLU, global average
 pooling, linear classifier. Convolution ops are ReLU -> conv -> BN.
 
-Registered with timm as ``nb201``: ``timm.create_model("nb201", arch="|nor_conv_3x3~0|+...|")``.
+Registered with timm as ``nb201``: ``timm.create_model("nb201", arch="|nor_conv_3x3~0|+...|")``
+builds any cell (:mod:`nas.arch.nb201` documents the string); without ``arch`` it builds the
+benchmark's ResNet-like cell (:data:`nas.arch.nb201.ARCH_RESNET`). Feature levels
+(``features_only=True``, :meth:`NB201Network.forward_intermediates`) are the three stage
+outputs, at reductions 1, 2 and 4.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: torch.fx copies forward's annotations into the code it
+# generates, and TorchScript cannot resolve them as strings.
 from typing import Any
 
 import torch
-from timm.models import register_model
+from timm.layers import create_classifier
+from timm.models import build_model_with_cfg, checkpoint_seq, generate_default_cfgs, register_model
+from timm.models._features import feature_take_indices
 from torch import nn
 
-OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
-# Cell edges (to_node, from_node) in canonical string order.
-EDGES = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))
+from nas.arch.nb201 import ARCH_RESNET, EDGES, OPS, NB201Arch
 
 
 class ReLUConvBN(nn.Sequential):
@@ -40,6 +44,7 @@ class Zero(nn.Module):
 
 
 def make_op(name: str, channels: int) -> nn.Module:
+    """The module of op ``name`` (one of :data:`nas.arch.nb201.OPS`) at width ``channels``."""
     if name == "none":
         return Zero()
     if name == "skip_connect":
@@ -64,15 +69,11 @@ class Cell(nn.Module):
         self.edges = nn.ModuleList(make_op(op, channels) for op in ops)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        nodes = [x]
-        for to_node in (1, 2, 3):
-            total = None
-            for k, (j, i) in enumerate(EDGES):
-                if j == to_node:
-                    out = self.edges[k](nodes[i])
-                    total = out if total is None else total + out
-            nodes.append(total)
-        return nodes[-1]
+        # the edges in EDGES order, written out so TorchScript and torch.fx see constant indices
+        e = self.edges
+        n1 = e[0](x)
+        n2 = e[1](x) + e[2](n1)
+        return e[3](x) + e[4](n1) + e[5](n2)
 
 
 class ResNetReduction(nn.Module):
@@ -95,12 +96,14 @@ class NB201Network(nn.Module):
     """NAS-Bench-201 network for one cell, with timm's model interface.
 
     Args:
-        ops: the six edge ops in canonical order (see :data:`EDGES`).
+        ops: the six edge ops in canonical order (see :data:`nas.arch.nb201.EDGES`).
         num_classes: classifier outputs; 0 gives pooled features.
         channels: stem / first-stage width ``C`` (the benchmark uses 16).
         cells_per_stage: ``N`` (the benchmark uses 5).
         in_chans: input channels.
         drop_rate: dropout before the classifier.
+        global_pool: timm pooling type (``"avg"``, ``"max"``, ``"avgmax"``, ``"catavgmax"``,
+            or ``""`` for none, which needs ``num_classes=0``).
     """
 
     def __init__(
@@ -111,87 +114,187 @@ class NB201Network(nn.Module):
         cells_per_stage: int = 5,
         in_chans: int = 3,
         drop_rate: float = 0.0,
-        **kwargs: Any,
+        global_pool: str = "avg",
     ) -> None:
         super().__init__()
-        if kwargs:
-            raise TypeError(f"unexpected argument(s) for the nb201 network: {sorted(kwargs)}")
         if num_classes < 0:
             raise ValueError(f"num_classes must be >= 0, got {num_classes}")
+        if cells_per_stage < 1:
+            raise ValueError(f"cells_per_stage must be >= 1, got {cells_per_stage}")
         self.ops = tuple(ops)
         self.num_classes = num_classes
         self.in_chans = in_chans
         self.drop_rate = drop_rate
         self.drop_path_rate = 0.0
+        self.grad_checkpointing = False
         self.stem = nn.Sequential(
             nn.Conv2d(in_chans, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels)
         )
         cells: list[nn.Module] = []
+        ends: list[int] = []
         c = channels
         for stage in range(3):
             if stage > 0:
                 cells.append(ResNetReduction(c, c * 2))
                 c *= 2
             cells.extend(Cell(self.ops, c) for _ in range(cells_per_stage))
-        self.cells = nn.ModuleList(cells)
+            ends.append(len(cells) - 1)
+        # a Sequential (same state-dict keys as a list) so timm's feature wrappers can flatten it
+        self.cells = nn.Sequential(*cells)
+        #: Index in ``cells`` of each stage's last cell: the feature levels.
+        self.stage_ends = tuple(ends)
+        self.feature_info = [
+            dict(num_chs=channels * 2**s, reduction=2**s, module=f"cells.{end}")
+            for s, end in enumerate(ends)
+        ]
         self.lastact = nn.Sequential(nn.BatchNorm2d(c), nn.ReLU(inplace=True))
-        self.num_features = c
-        self.global_pool = nn.AdaptiveAvgPool2d(1)
+        self.num_features = self.head_hidden_size = c
+        self.global_pool, self.classifier = create_classifier(c, num_classes, global_pool)
         self.head_drop = nn.Dropout(drop_rate)
-        self.classifier = nn.Linear(c, num_classes) if num_classes > 0 else nn.Identity()
-        self.pretrained_cfg = dict(
-            input_size=(in_chans, 32, 32),
-            crop_pct=1.0,
-            interpolation="bilinear",
-            mean=(0.4914, 0.4822, 0.4465),
-            std=(0.2470, 0.2435, 0.2616),
-            first_conv="stem.0",
-            classifier="classifier",
-            num_classes=num_classes,
-        )
-        self.default_cfg = self.pretrained_cfg
 
     def layer_units(self) -> list[nn.Module]:
         """Depth-ordered layers for WRCor: the 17 cells (reductions included), then the final BN-ReLU."""
         return [*self.cells, self.lastact]
 
+    @torch.jit.ignore
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each cell's activations in the backward pass instead of storing them."""
+        self.grad_checkpointing = enable
+
+    @torch.jit.ignore
     def get_classifier(self) -> nn.Module:
         return self.classifier
 
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
-        if global_pool not in (None, "avg"):
-            raise ValueError(f"nb201 supports global_pool 'avg' only, got {global_pool!r}")
+        """A fresh classifier with ``num_classes`` outputs (0: none); pooling kept unless given."""
+        if num_classes < 0:
+            raise ValueError(f"num_classes must be >= 0, got {num_classes}")
         self.num_classes = num_classes
-        self.classifier = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        pool = self.global_pool.pool_type if global_pool is None else global_pool
+        self.global_pool, self.classifier = create_classifier(self.num_features, num_classes, pool)
+
+    def forward_intermediates(
+        self,
+        x: torch.Tensor,
+        indices: int | list[int] | None = None,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
+        """The stage outputs (timm's interface), and the final features unless ``intermediates_only``.
+
+        Args:
+            x: input images.
+            indices: feature levels to return: the last ``n`` if an int, all if None, else
+                the listed levels (negative from the end).
+            norm: apply the final BN-ReLU to the last stage's output.
+            stop_early: skip the cells after the last level taken.
+            output_fmt: ``"NCHW"``, the only layout.
+            intermediates_only: return only the list of intermediates.
+        """
+        if output_fmt != "NCHW":
+            raise ValueError(f"nb201 features are NCHW only, got output_fmt={output_fmt!r}")
+        take_indices, max_index = feature_take_indices(len(self.stage_ends), indices)
+        take = [self.stage_ends[i] for i in take_indices]
+        last_cell = self.stage_ends[-1]
+        cells = self.cells
+        if stop_early and not torch.jit.is_scripting():  # TorchScript cannot slice a Sequential
+            cells = self.cells[: self.stage_ends[max_index] + 1]
+        intermediates = []
+        x = self.stem(x)
+        i = -1
+        for i, cell in enumerate(cells):
+            x = cell(x)
+            if i in take:
+                intermediates.append(self.lastact(x) if norm and i == last_cell else x)
+        if intermediates_only:
+            return intermediates
+        if i == last_cell:
+            x = self.lastact(x)
+        return x, intermediates
+
+    def prune_intermediate_layers(
+        self, indices: int | list[int] = 1, prune_norm: bool = False, prune_head: bool = True
+    ) -> list[int]:
+        """Drop the layers after the last level in ``indices`` (timm's interface); the kept levels.
+
+        The final BN-ReLU goes with ``prune_norm`` or when later cells go; the classifier and
+        pooling go with ``prune_head`` or when cells go (they are sized for the last stage).
+        """
+        take_indices, max_index = feature_take_indices(len(self.stage_ends), indices)
+        end = self.stage_ends[max_index]
+        truncated = end < len(self.cells) - 1
+        self.cells = self.cells[: end + 1]
+        if prune_norm or truncated:
+            self.lastact = nn.Identity()
+        if truncated:
+            self.num_features = self.head_hidden_size = self.feature_info[max_index]["num_chs"]
+        if prune_head or truncated:
+            self.reset_classifier(0, "")
+        return take_indices
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)
-        for cell in self.cells:
-            x = cell(x)
+        if self.grad_checkpointing and not torch.jit.is_scripting():
+            x = checkpoint_seq(self.cells, x)
+        else:
+            x = self.cells(x)
         return self.lastact(x)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.global_pool(x).flatten(1)
-        x = self.head_drop(x)
+        x = self.head_drop(self.global_pool(x))
         return x if pre_logits else self.classifier(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
 
 
-@register_model
-def nb201(pretrained: bool = False, arch: str | None = None, **kwargs: Any) -> NB201Network:
-    """NAS-Bench-201 network for the cell string ``arch`` (``|op~0|+|op~0|op~1|+|op~0|op~1|op~2|``)."""
+def _cfg(**kwargs: Any) -> dict[str, Any]:
+    return dict(
+        url="",
+        num_classes=10,
+        input_size=(3, 32, 32),
+        pool_size=(8, 8),
+        crop_pct=1.0,
+        interpolation="bilinear",
+        mean=(0.4914, 0.4822, 0.4465),
+        std=(0.2470, 0.2435, 0.2616),
+        first_conv="stem.0",
+        classifier="classifier",
+        **kwargs,
+    )
+
+
+#: timm's pretrained configurations (CIFAR-10 input and normalization; no weights).
+default_cfgs = generate_default_cfgs({"nb201": _cfg()})
+
+
+def build(
+    ops: tuple[str, ...], variant: str = "nb201", pretrained: bool = False, **kwargs: Any
+) -> NB201Network:
+    """The network of ``ops`` through timm's ``build_model_with_cfg`` (the pretrained config of
+    ``variant``; ``features_only`` and the other timm creation options in ``kwargs``)."""
     if pretrained:
-        raise ValueError("nb201 networks have no pretrained weights; use pretrained=False")
+        raise ValueError(f"{variant} networks have no pretrained weights; use pretrained=False")
+    return build_model_with_cfg(
+        NB201Network,
+        variant,
+        pretrained,
+        ops=ops,
+        feature_cfg=dict(out_indices=(0, 1, 2), flatten_sequential=True),
+        **kwargs,
+    )
+
+
+@register_model
+def nb201(pretrained: bool = False, arch: str | NB201Arch | None = None, **kwargs: Any) -> NB201Network:
+    """NAS-Bench-201 network for the cell ``arch`` (``|op~0|+|op~0|op~1|+|op~0|op~1|op~2|`` or an
+    :class:`~nas.arch.nb201.NB201Arch`); without one, the benchmark's ResNet-like cell."""
     if arch is None:
-        raise ValueError("nb201 needs arch='|op~0|+|op~0|op~1|+|op~0|op~1|op~2|' (a cell string)")
-    from nas.spaces.nb201 import parse_cell
-
-    for key in TIMM_INTERNAL_KWARGS:
-        kwargs.pop(key, None)
-    return NB201Network(parse_cell(arch), **kwargs)
-
-
-#: Arguments timm's ``create_model`` passes to every entry point that a plain model ignores.
-TIMM_INTERNAL_KWARGS = ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir")
+        arch = ARCH_RESNET
+    elif isinstance(arch, str):
+        arch = NB201Arch.decode(arch)
+    elif not isinstance(arch, NB201Arch):
+        raise TypeError(f"arch must be a cell string or an NB201Arch, got {type(arch).__name__}")
+    return build(arch.ops, "nb201", pretrained, **kwargs)

@@ -7,15 +7,12 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, get_args, get_origin, get_type_hints
+from typing import Any, Literal, Protocol, get_args, get_origin, get_type_hints
 
 import torch
 from torch import nn
 
 from nas.registry import Registry
-
-if TYPE_CHECKING:
-    from nas.proxies.aggregate import Aggregate
 
 
 @dataclass(frozen=True)
@@ -67,8 +64,19 @@ class ProxySpec:
         return [p.name for p in sig.parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY]
 
 
-#: Every proxy a user can name: single proxies (:class:`ProxySpec`) and aggregates.
-REGISTRY: Registry[ProxySpec | Aggregate] = Registry("proxy")
+class Named(Protocol):
+    """What every registry entry says of itself: single proxies and aggregates alike."""
+
+    name: str
+    kind: str
+
+    @property
+    def members(self) -> tuple[str, ...]: ...
+
+
+#: Every proxy a user can name: single proxies (:class:`ProxySpec`) and aggregates
+#: (:class:`nas.proxies.aggregate.Aggregate`).
+REGISTRY: Registry[Named] = Registry("proxy")
 Kind = Literal["single", "aggregate"]
 
 
@@ -94,7 +102,7 @@ def available(kind: Kind | None = None) -> list[str]:
     return [n for n in REGISTRY.available() if kind is None or REGISTRY.get(n).kind == kind]
 
 
-def get(name: str) -> ProxySpec | Aggregate:
+def get(name: str) -> Named:
     """The registered proxy or aggregate ``name``; ``ValueError`` listing the known ones otherwise."""
     return REGISTRY.get(name)
 

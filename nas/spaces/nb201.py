@@ -1,79 +1,21 @@
 """The NAS-Bench-201 cell space (NATS-Bench topology search space).
 
-An architecture is the op on each of the cell's six edges. Canonical string:
-``|op~0|+|op~0|op~1|+|op~0|op~1|op~2|`` where ``op~i`` is the op on the edge from node ``i``
-into the node of that group (nodes 1, 2 and 3 in turn).
+An architecture is the op on each of the cell's six edges (:class:`nas.arch.nb201.NB201Arch`,
+whose module documents the string form); the networks are :mod:`nas.models.nb201`.
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from nas.arch.nb201 import EDGES, OPS, NB201Arch
 from nas.data import DATASETS, BenchmarkTable, nb201_table
-from nas.models.nb201 import EDGES, OPS, NB201Network
+from nas.models.nb201 import NB201Network
+from nas.models.nb201 import build as build_network
 from nas.spaces import register
 from nas.spaces.base import SearchSpace
-
-_NODE_GROUP = re.compile(r"^\|(.*)\|$")
-
-
-@dataclass(frozen=True)
-class NB201Arch:
-    """One NAS-Bench-201 cell: the op on each edge, in canonical order."""
-
-    ops: tuple[str, ...]
-
-    def __post_init__(self) -> None:
-        if len(self.ops) != len(EDGES):
-            raise ValueError(f"a NAS-Bench-201 cell has {len(EDGES)} edges, got {len(self.ops)} ops")
-        for op in self.ops:
-            if op not in OPS:
-                raise ValueError(f"unknown op {op!r}; allowed: {', '.join(OPS)}")
-
-    def __str__(self) -> str:
-        return format_cell(self.ops)
-
-
-def format_cell(ops: tuple[str, ...]) -> str:
-    groups, k = [], 0
-    for node in (1, 2, 3):
-        groups.append("|" + "|".join(f"{ops[k + i]}~{i}" for i in range(node)) + "|")
-        k += node
-    return "+".join(groups)
-
-
-def parse_cell(text: str) -> tuple[str, ...]:
-    """Parse ``|op~0|+|op~0|op~1|+|op~0|op~1|op~2|`` into six ops; ``ValueError`` on any bad token."""
-    if not isinstance(text, str):
-        raise TypeError(f"a cell string must be str, got {type(text).__name__}")
-    groups = text.strip().split("+")
-    if len(groups) != 3:
-        raise ValueError(
-            f"malformed cell {text!r}: expected 3 node groups joined by '+' "
-            "like |op~0|+|op~0|op~1|+|op~0|op~1|op~2|"
-        )
-    ops: list[str] = []
-    for node, group in enumerate(groups, start=1):
-        m = _NODE_GROUP.match(group)
-        if not m:
-            raise ValueError(f"malformed node group {group!r} in {text!r}: expected |op~i|...|")
-        tokens = m.group(1).split("|")
-        if len(tokens) != node:
-            raise ValueError(
-                f"node group {group!r} has {len(tokens)} edges; node {node} takes {node} inputs"
-            )
-        for i, token in enumerate(tokens):
-            op, sep, src = token.partition("~")
-            if not sep or src != str(i):
-                raise ValueError(f"bad edge token {token!r} in {text!r}: expected '<op>~{i}'")
-            if op not in OPS:
-                raise ValueError(f"unknown op {op!r} in token {token!r}; allowed: {', '.join(OPS)}")
-            ops.append(op)
-    return tuple(ops)
 
 
 def _conv_cost(op: str, c: int) -> tuple[int, int]:
@@ -104,10 +46,10 @@ class NB201Space(SearchSpace[NB201Arch]):
 
     # string form
     def decode(self, text: str) -> NB201Arch:
-        return NB201Arch(parse_cell(text))
+        return NB201Arch.decode(text)
 
     def encode(self, arch: NB201Arch) -> str:
-        return format_cell(arch.ops)
+        return arch.encode()
 
     # benchmark table
     def __len__(self) -> int:
@@ -159,8 +101,12 @@ class NB201Space(SearchSpace[NB201Arch]):
 
     # networks and cost
     def build(self, arch: NB201Arch, num_classes: int = 10, **kwargs: Any) -> NB201Network:
-        return NB201Network(
-            arch.ops, num_classes, channels=self.channels, cells_per_stage=self.cells_per_stage, **kwargs
+        return build_network(
+            arch.ops,
+            num_classes=num_classes,
+            channels=self.channels,
+            cells_per_stage=self.cells_per_stage,
+            **kwargs,
         )
 
     def timm_spec(self, arch: NB201Arch) -> tuple[str, dict[str, Any]]:
