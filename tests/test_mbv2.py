@@ -189,7 +189,7 @@ def _edit(old: str, new: str, count: int = 1) -> str:
         ),
         (
             _edit("r224", "r225"),
-            r"resolution=225 not allowed; expected one of 192, 224, 256, 288, 320",
+            r"resolution=225 not allowed; expected a positive multiple of 32 \(the network's total stride\)",
         ),
         (_edit("s48", "s56"), r"stem=56 not allowed; expected a multiple of 8 in 16-48"),
         (_edit("h1264", "h1260"), r"head=1260 not allowed; expected a multiple of 8 in 128-1536"),

@@ -77,3 +77,25 @@ def test_evolution_shorter_than_its_population_warns() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         create("evolution", space, Objective("params"), 100)
+
+
+def test_the_mobilenet_space_searches_the_resolutions_asked_for() -> None:
+    import torch
+
+    from nas.search.runner import CandidateScorer
+
+    small = nas.spaces.create("mbv2", resolutions=(32,), num_classes=10).with_budget(max_flops=20e6)
+    rng = np.random.default_rng(0)
+    archs = [small.sample_within(rng) for _ in range(5)]
+    assert {a.resolution for a in archs} == {32} and all(small.flops(a) <= 20e6 for a in archs)
+    x, y = torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 3])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the batch is at the candidates' resolution: nothing to say
+        scored = CandidateScorer(small, Objective("params"), x, y, num_classes=10)(archs[0])
+    assert not scored.errors
+    wide = nas.spaces.create("mbv2", resolutions=(64, 96), num_classes=10)
+    arch = wide.sample_within(np.random.default_rng(1))
+    with pytest.warns(UserWarning, match=rf"the scoring batch is 32x32; candidates at resolution {arch.resolution}"):
+        CandidateScorer(wide, Objective("params"), x, y, num_classes=10)(arch)
+    with pytest.raises(ValueError, match=r"resolutions must be positive multiples of 32"):
+        nas.spaces.create("mbv2", resolutions=(40,))

@@ -35,7 +35,10 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+#: The paper's resolutions (the space's default); an architecture may take any positive multiple
+#: of :data:`TOTAL_STRIDE` (e.g. 32 for CIFAR-sized images).
 RESOLUTIONS = (192, 224, 256, 288, 320)
+TOTAL_STRIDE = 32
 EXPANSIONS = (1, 2, 4, 6)
 KERNELS = (3, 5, 7)
 STEM_RANGE = (16, 48)
@@ -132,7 +135,12 @@ class MBV2Arch:
     se: bool = True
 
     def __post_init__(self) -> None:
-        _check_choice("resolution", self.resolution, RESOLUTIONS)
+        _check_int("resolution", self.resolution)
+        if self.resolution < TOTAL_STRIDE or self.resolution % TOTAL_STRIDE:
+            raise ValueError(
+                f"resolution={self.resolution} not allowed; expected a positive multiple of {TOTAL_STRIDE} "
+                f"(the network's total stride), e.g. one of {', '.join(map(str, RESOLUTIONS))}"
+            )
         _check_width("stem", self.stem, *STEM_RANGE)
         _check_width("head", self.head, *HEAD_RANGE)
         if not isinstance(self.se, bool):

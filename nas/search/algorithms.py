@@ -202,10 +202,11 @@ class Reinforce(SearchAlgorithm):
                 break
             self.proposals += 1
             try:
-                arch, _ = self._sample()
+                drawn, _ = self._sample()
             except ValueError:  # decisions that form no valid architecture (e.g. a NAS-Bench-101 cell
-                continue  # whose input does not reach its output): rejected like an over-budget draw
-            if not self.space.fits(arch):
+                continue  # whose input does not reach its output): rejected, as are unfixable budgets
+            arch = self.space.within_budget(drawn, self.rng)  # the policy learns from what is scored
+            if arch is None:
                 continue
             key = self.space.key(arch)
             if key in self.scores:

@@ -33,6 +33,7 @@ import json
 import math
 import shutil
 import time
+import warnings
 import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -202,6 +203,13 @@ class CandidateScorer:
         if resolution is None or tuple(self.inputs.shape[-2:]) == (resolution, resolution):
             return self.inputs
         if resolution not in self._resized:
+            warnings.warn(
+                f"the scoring batch is {self.inputs.shape[-2]}x{self.inputs.shape[-1]}; candidates at resolution "
+                f"{resolution} are scored on it resized to {resolution}x{resolution} (bilinear). Search the "
+                "resolutions of your data to avoid it (the MobileNet-like space: space_kwargs resolutions)",
+                UserWarning,
+                stacklevel=2,
+            )
             self._resized[resolution] = torch.nn.functional.interpolate(
                 self.inputs, size=(resolution, resolution), mode="bilinear", align_corners=False
             )

@@ -104,8 +104,8 @@ class SearchSpace(abc.ABC, Generic[A]):
     def with_budget(self, max_flops: float | None = None, max_params: float | None = None) -> SearchSpace[A]:
         """The same space restricted to ``flops <= max_flops`` and ``params <= max_params``.
 
-        The budget is the one mechanism every search uses: :meth:`sample_within` and
-        :meth:`mutate_within` only return architectures that fit it.
+        The budget is the one mechanism every search uses: :meth:`sample_within`,
+        :meth:`mutate_within` and :meth:`within_budget` only return architectures that fit it.
 
         Raises:
             ValueError: a limit that is not positive, or one below the cost of the space's
@@ -154,6 +154,11 @@ class SearchSpace(abc.ABC, Generic[A]):
             f"none of {self.max_tries:,} architectures drawn from space {self.name!r} fits "
             f"max_flops={self.max_flops}, max_params={self.max_params}; raise the budget"
         )
+
+    def within_budget(self, arch: A, rng: np.random.Generator) -> A | None:
+        """``arch`` brought within the budget: itself if it fits, else None (a space that can
+        shrink an architecture to fit, as the MobileNet-like space does, overrides this)."""
+        return arch if self.fits(arch) else None
 
     def mutate_within(self, arch: A, rng: np.random.Generator) -> A | None:
         """A neighbour of ``arch`` within the budget, or None when :attr:`max_tries` mutations miss it."""

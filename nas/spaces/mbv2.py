@@ -102,6 +102,9 @@ class MBV2Space(SearchSpace[MBV2Arch]):
         se: whether sampled networks use squeeze-excitation.
         max_tries: draws rejected before a draw is shrunk to fit (see the module docstring);
             also the number of draws :meth:`mutate` tries before it raises.
+        resolutions: the input resolutions searched (the paper's 192-320 by default; e.g.
+            ``(32,)`` or ``(64, 96)`` for small images), each a multiple of 32. A scoring batch of
+            another size is resized to each candidate's resolution, and the scorer says so.
 
     Raises:
         ValueError: a budget below the cost of the smallest network, or bad strides.
@@ -118,8 +121,13 @@ class MBV2Space(SearchSpace[MBV2Arch]):
         strides: tuple[int, ...] = PAPER_STRIDES,
         se: bool = True,
         max_tries: int = 100,
+        resolutions: tuple[int, ...] = RESOLUTIONS,
     ) -> None:
         strides = tuple(strides)
+        resolutions = tuple(sorted(set(resolutions)))
+        if not resolutions or any(not isinstance(r, int) or r < 32 or r % 32 for r in resolutions):
+            raise ValueError(f"resolutions must be positive multiples of 32 (the total stride), got {resolutions}")
+        self.resolutions = resolutions
         if len(strides) != NUM_STAGES or set(strides) - {1, 2} or strides.count(2) != NUM_STRIDE2:
             raise ValueError(
                 f"strides must be {NUM_STAGES} values in {{1, 2}} with {NUM_STRIDE2} 2s, got {strides}"
@@ -140,7 +148,7 @@ class MBV2Space(SearchSpace[MBV2Arch]):
             widths = tuple(range(w_lo, w_hi + 1, 8))
             stage_opts += [EXPANSIONS, KERNELS, widths, widths, tuple(range(n_lo, n_hi + 1))]
         self._options: list[tuple[int, ...]] = [
-            RESOLUTIONS,
+            resolutions,
             tuple(range(STEM_RANGE[0], STEM_RANGE[1] + 1, 8)),
             *stage_opts,
             tuple(range(HEAD_RANGE[0], HEAD_RANGE[1] + 1, 8)),
@@ -175,12 +183,17 @@ class MBV2Space(SearchSpace[MBV2Arch]):
             strides=self.strides,
             se=self.se,
             max_tries=self.max_tries,
+            resolutions=self.resolutions,
         )
+
+    def smallest(self) -> MBV2Arch:
+        """Every decision at its smallest option: the least MACs and parameters of the space."""
+        return self._to_arch([opts[0] for opts in self._options])
 
     def __repr__(self) -> str:
         return (
             f"MBV2Space(max_flops={self.max_flops}, max_params={self.max_params}, "
-            f"num_classes={self.num_classes}, strides={self.strides}, se={self.se})"
+            f"num_classes={self.num_classes}, strides={self.strides}, se={self.se}, resolutions={self.resolutions})"
         )
 
     # string form
@@ -270,12 +283,27 @@ class MBV2Space(SearchSpace[MBV2Arch]):
             values = [self._options[d][i] for d, i in enumerate(idx)]
             if self._fits_values(values, self.strides, self.se):
                 return self._to_arch(values)
-        while not self._fits_values(values, self.strides, self.se):
+        return self._shrink(idx, rng)
+
+    def _shrink(self, idx: list[int], rng: np.random.Generator, strides: tuple[int, ...] | None = None,
+                se: bool | None = None) -> MBV2Arch:
+        """Lower random decisions (option indices ``idx``) to random smaller options until the budget fits."""
+        strides = self.strides if strides is None else strides
+        se = self.se if se is None else se
+        idx = list(idx)
+        values = [self._options[d][i] for d, i in enumerate(idx)]
+        while not self._fits_values(values, strides, se):
             lowerable = [d for d, i in enumerate(idx) if i > 0]
             d = lowerable[int(rng.integers(len(lowerable)))]
             idx[d] = int(rng.integers(idx[d]))
             values[d] = self._options[d][idx[d]]
-        return self._to_arch(values)
+        return self._to_arch(values, strides, se)
+
+    def within_budget(self, arch: MBV2Arch, rng: np.random.Generator) -> MBV2Arch:
+        """``arch`` if it fits, else ``arch`` shrunk to fit as :meth:`sample` shrinks its draws."""
+        if self.fits(arch):
+            return arch
+        return self._shrink([self._index[d][v] for d, v in enumerate(self._values(arch))], rng, arch.strides, arch.se)
 
     def mutate(self, arch: MBV2Arch, rng: np.random.Generator) -> MBV2Arch:
         """Change one decision: the resolution, stem or head width, or one stage's expansion,
