@@ -5,7 +5,7 @@ line::
 
     python train.py fit --config configs/train/cifar10.yaml
     python train.py fit --config configs/train/imagenet_ffcv.yaml \\
-        --model.arch runs/search/mbv2/winner.yaml --trainer.devices 8 --data.init_args.batch_size 128
+        --model.arch runs/search/mbv2_imagenet/winner.yaml --trainer.devices 8 --data.init_args.batch_size 128
     python train.py fit --config configs/train/imagenet_ffcv.yaml --ckpt_path last   # resume
     python train.py validate --config configs/train/imagenet_ffcv.yaml --ckpt_path best
 
