@@ -187,8 +187,8 @@ def test_linear_regions_of_a_one_dimensional_relu_net() -> None:
 
 def test_linear_regions_crops_are_seeded_and_sized() -> None:
     model, (x, _) = small_nb201(), small_batch(8)
-    a = nas.proxies.score("linear_regions", model, x, samples=50, chunk=20, seed=1)
-    b = nas.proxies.score("linear_regions", model, x, samples=50, chunk=20, seed=1)
+    a = nas.proxies.score("linear_regions", model, x, crop=4, samples=50, chunk=20, seed=1)
+    b = nas.proxies.score("linear_regions", model, x, crop=4, samples=50, chunk=20, seed=1)
     assert a.score == b.score and a.diagnostics["samples"] == 50 and 1 <= a.score <= 50, a
     crops = nas.proxies.tenas.random_crops(x, 5, 4, seed=0)
     assert crops.shape == (5, 3, 4, 4)
@@ -259,11 +259,17 @@ def test_bad_options_are_named(name: str, opts: dict, match: str) -> None:
         nas.proxies.score(name, small_nb201(), x, y, **opts)
 
 
-@pytest.mark.parametrize(("name", "opts"), [("swap", {}), ("linear_regions", {"crop": None})])
+@pytest.mark.parametrize(("name", "opts"), [("swap", {}), ("linear_regions", {})])
 def test_pattern_proxies_need_activation_units(name: str, opts: dict) -> None:
     model = nn.Sequential(nn.Conv2d(3, 2, 3), nn.Flatten())
     with pytest.raises(ValueError, match=f"{name}: model Sequential has no"):
         nas.proxies.score(name, model, torch.randn(4, 3, 8, 8), **opts)
+
+
+def test_linear_regions_names_a_model_that_cannot_take_crops() -> None:
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 16 * 16, 10))
+    with pytest.raises(ValueError, match="linear_regions: model Sequential cannot take 4 x 4 crops"):
+        nas.proxies.score("linear_regions", model, torch.randn(4, 3, 16, 16), crop=4, samples=10)
 
 
 def test_trainable_layers_needs_a_layer() -> None:
