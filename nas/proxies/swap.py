@@ -123,12 +123,17 @@ def swap(
     SWAP-Score of the paper's unregularized rows.
 
     Defaults: ``samples=16``, the batch of the authors' correlation script
-    (``--input_samples 16``); ``None`` uses the whole batch. ``mu = sigma = 1.5`` (millions)
-    centre the factor on the largest NAS-Bench-201 networks (1.5 M parameters at 10 classes),
-    so that on that space the factor grows with size; these are the values of a published
-    reuse of SWAP on NAS-Bench-201 (the Dextr code's ``SWAP(mu=1.5, sigma=1.5)``) and are not
-    confirmed here against the SWAP paper, whose search spaces each get their own ``mu, sigma``.
-    Pass ``mu``/``sigma`` for another space (e.g. around a target model size).
+    (``--input_samples 16``); ``None`` uses the whole batch (the count is at most
+    ``min(units, 2^samples)``, so 16 samples cap it at 65,536 distinct patterns, which the
+    largest NAS-Bench-201 networks nearly reach). ``mu = sigma = 1.5`` (millions) centre the
+    factor on the largest NAS-Bench-201 networks (1.53 M parameters at 10 classes), so that on
+    that space the factor grows with size, from 0.26 at 0.07 M to 1. The paper sets ``mu`` and
+    ``sigma`` per search space; its NAS-Bench-201 values could not be read from the sources
+    available to this project, so these defaults are those of a public zero-cost-proxy code
+    base that reuses SWAP on NAS-Bench-201 (a ``SWAP`` class defaulting to ``mu=1.5,
+    sigma=1.5`` with parameters in millions), not confirmed against the paper. Pass
+    ``mu``/``sigma`` for another space (e.g. around a target model size); far from ``mu`` the
+    factor underflows to 0 (e.g. 1e-9 at 7 M), which ranks such networks last, not NaN.
 
     Where the authors' code (``src/metrics/swap.py``) differs, and what is followed:
 
