@@ -183,6 +183,8 @@ def test_linear_regions_of_a_one_dimensional_relu_net() -> None:
     x = torch.tensor([[-3.0], [-0.5], [0.3], [0.7], [1.5], [2.5], [9.0]])
     assert nas.proxies.score("linear_regions", model, x, crop=None).score == 4.0
     assert nas.proxies.score("linear_regions", model, x[:3], crop=None).score == 2.0
+    r = nas.proxies.score("linear_regions", model, x)  # vectors cannot be cropped: counted as given, recorded
+    assert r.score == 4.0 and "not images" in r.diagnostics["crop_fallback"], r
 
 
 def test_linear_regions_crops_are_seeded_and_sized() -> None:
@@ -232,7 +234,7 @@ def test_new_proxies_run_on_the_mobilenet_like_network(name: str) -> None:
     x = torch.randn(4, 3, 32, 32)
     opts = {"batch": "all"} if name.startswith("meco") else {}
     if name == "linear_regions":
-        opts = {"samples": 64, "chunk": 32, "crop": 8}
+        opts = {"samples": 64, "chunk": 32}
     r = nas.proxies.score(name, model, x, **opts)
     assert math.isfinite(r.score), (name, r)
     assert_unchanged(model, before, name)
@@ -266,10 +268,11 @@ def test_pattern_proxies_need_activation_units(name: str, opts: dict) -> None:
         nas.proxies.score(name, model, torch.randn(4, 3, 8, 8), **opts)
 
 
-def test_linear_regions_names_a_model_that_cannot_take_crops() -> None:
+def test_linear_regions_falls_back_to_the_batch_for_a_model_that_cannot_take_crops() -> None:
     model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 16 * 16, 10))
-    with pytest.raises(ValueError, match="linear_regions: model Sequential cannot take 4 x 4 crops"):
-        nas.proxies.score("linear_regions", model, torch.randn(4, 3, 16, 16), crop=4, samples=10)
+    r = nas.proxies.score("linear_regions", model, torch.randn(4, 3, 16, 16), samples=10)
+    assert r.diagnostics["crop"] is None and "RuntimeError" in r.diagnostics["crop_fallback"], r.diagnostics
+    assert r.score == 4.0 and r.diagnostics["samples"] == 4, r
 
 
 def test_trainable_layers_needs_a_layer() -> None:
