@@ -169,7 +169,10 @@ def meco(
     per channel, such as the squeeze-excitation gates of the MobileNet-like space).
     ``modules="all"`` (default) hooks every module, containers and the model itself included,
     as the authors' code does (a ``Sequential``'s output then counts again beside its last
-    child's); ``"leaves"`` hooks modules without children only.
+    child's); ``"leaves"`` hooks modules without children only. Measured on the first 40
+    cells of the zoo protocol (CIFAR-10 Spearman): 0.883 (defaults), 0.892 (``batch="all"``),
+    0.894 (``modules="leaves"``), within the noise of 40 cells; 0.929 with the defaults on
+    200 cells, at about 0.1 of a plain forward+backward of the 64-image batch.
 
     Where the authors' code (``correlation/NAS_Bench_201.py``) differs from the paper, and what
     is followed:
