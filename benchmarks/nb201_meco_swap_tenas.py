@@ -37,7 +37,7 @@ VARIANTS: dict[str, tuple[str, dict, bool]] = {
     "swap(samples=64)": ("swap", {"samples": None}, True),
     "ntk_cond": ("ntk_cond", {}, True),
     "linear_regions": ("linear_regions", {}, True),
-    "linear_regions(crop=4)": ("linear_regions", {"crop": 4}, True),
+    "linear_regions(crop=None)": ("linear_regions", {"crop": None}, True),
 }
 
 
