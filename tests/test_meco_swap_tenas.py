@@ -192,6 +192,8 @@ def test_linear_regions_crops_are_seeded_and_sized() -> None:
     a = nas.proxies.score("linear_regions", model, x, crop=4, samples=50, chunk=20, seed=1)
     b = nas.proxies.score("linear_regions", model, x, crop=4, samples=50, chunk=20, seed=1)
     assert a.score == b.score and a.diagnostics["samples"] == 50 and 1 <= a.score <= 50, a
+    distinct = nas.proxies.tenas.random_crops(x, 1000, 4, seed=0).reshape(1000, -1)
+    assert torch.unique(distinct, dim=0).shape[0] == 1000, "crops are drawn without replacement"
     crops = nas.proxies.tenas.random_crops(x, 5, 4, seed=0)
     assert crops.shape == (5, 3, 4, 4)
     # every crop is a window of one of the images

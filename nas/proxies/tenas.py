@@ -115,27 +115,36 @@ def ntk_cond(
 
 
 def random_crops(inputs: torch.Tensor, count: int, size: int, seed: int) -> torch.Tensor:
-    """``count`` crops ``size x size`` (all channels) of random images and positions of ``inputs``.
+    """``count`` distinct crops ``size x size`` (all channels) of ``inputs``: random images and positions.
 
-    Drawn with a CPU ``torch.Generator`` seeded by ``seed``, so the crops do not depend on the
-    device or on global state.
+    The (image, position) pairs are drawn without replacement, so no crop is counted twice
+    (with a 64-image batch, 3000 draws with replacement repeat about 70 crops). Drawn with a
+    CPU ``torch.Generator`` seeded by ``seed``: the crops do not depend on the device or on
+    global state.
+
+    Raises:
+        ValueError: ``inputs`` are not images, the crop is larger than them, or they hold
+            fewer than ``count`` crop positions.
     """
     if inputs.dim() != 4:
         raise ValueError(f"random_crops needs images (N, C, H, W), got shape {tuple(inputs.shape)}")
-    n, _, h, w = inputs.shape
+    n, c, h, w = inputs.shape
     if size > min(h, w):
         raise ValueError(f"crop size {size} exceeds the input's {h} x {w}")
+    rows_, cols_ = h - size + 1, w - size + 1
+    if count > n * rows_ * cols_:
+        raise ValueError(f"{count} distinct {size} x {size} crops requested; {n} images of {h} x {w} hold {n * rows_ * cols_}")
     gen = torch.Generator().manual_seed(seed)
-    img = torch.randint(0, n, (count,), generator=gen)
-    top = torch.randint(0, h - size + 1, (count,), generator=gen)
-    left = torch.randint(0, w - size + 1, (count,), generator=gen)
+    flat = torch.randperm(n * rows_ * cols_, generator=gen)[:count]
+    img, pos = flat // (rows_ * cols_), flat % (rows_ * cols_)
+    top, left = pos // cols_, pos % cols_
     offs = torch.arange(size)
     rows = (top[:, None] + offs)[:, :, None].expand(count, size, size)
     cols = (left[:, None] + offs)[:, None, :].expand(count, size, size)
     device = inputs.device
     picked = inputs[img.to(device)]  # (count, C, H, W)
-    idx = (rows * w + cols).reshape(count, 1, -1).to(device).expand(-1, inputs.shape[1], -1)
-    return picked.reshape(count, inputs.shape[1], h * w).gather(2, idx).reshape(count, inputs.shape[1], size, size)
+    idx = (rows * w + cols).reshape(count, 1, -1).to(device).expand(-1, c, -1)
+    return picked.reshape(count, c, h * w).gather(2, idx).reshape(count, c, size, size)
 
 
 @register("linear_regions", needs_targets=False)
@@ -160,8 +169,9 @@ def linear_regions(
 
     Inputs, following the authors' sampling (``Linear_Region_Collector(input_size=(1000, 1,
     3, 3), sample_batch=3)``: 3 batches of 1000 random 3 x 3 crops): ``samples`` crops of
-    ``crop x crop`` pixels (default 4, see below) at random images and positions of
-    ``inputs`` (seeded by ``seed``), forwarded in chunks of ``chunk`` (BatchNorm in training
+    ``crop x crop`` pixels (default 4, see below) at distinct random images and positions of
+    ``inputs`` (seeded by ``seed``; drawn without replacement, as a small batch would
+    otherwise repeat crops; all of them when the batch holds fewer), forwarded in chunks of ``chunk`` (BatchNorm in training
     mode with each chunk's statistics, dropout off, no gradient). Measured on 40
     NAS-Bench-201 cells: about 2,980 of 3,000 crops have distinct patterns, and the few
     collisions still rank the cells (Spearman 0.74 on CIFAR-10). On the NAS-Bench-201 network
@@ -207,7 +217,9 @@ def linear_regions(
         total, units, calls = _region_codes(model, inputs, chunk, activation_types)
     else:
         try:
-            total, units, calls = _region_codes(model, random_crops(inputs, samples, crop, seed), chunk, activation_types)
+            n, _, h, w = inputs.shape
+            count = min(samples, n * max(0, h - crop + 1) * max(0, w - crop + 1))  # a small batch holds fewer crops
+            total, units, calls = _region_codes(model, random_crops(inputs, count, crop, seed), chunk, activation_types)
         except RuntimeError as e:  # the model rejects the crops' size: documented fallback, recorded
             diag["crop_fallback"] = f"{type(e).__name__}: {e}"
             crop = None
