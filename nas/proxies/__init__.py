@@ -13,13 +13,8 @@ Example:
     True
 """
 
-# registration order: single proxies first, then the aggregates over them
-from nas.proxies import (  # noqa: F401  (register the built-in proxies)
-    aggregate,  # noqa: F401,I001  (registers the built-in aggregates)
-    baselines,
-    cost,
-    wrcor,
-)
+# single proxies first (the aggregate module imports them), then the aggregates over them
+from nas.proxies import aggregate, baselines, cost, layers, meco, swap, tenas, wrcor  # noqa: F401  (register them)
 from nas.proxies.aggregate import Aggregate, rank_average, register_aggregate
 from nas.proxies.base import (
     FAMILIES,

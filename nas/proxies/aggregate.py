@@ -39,7 +39,7 @@ from typing import Literal, get_args
 import numpy as np
 from scipy import stats
 
-from nas.proxies import baselines, cost, wrcor  # noqa: F401  (the built-in aggregates' members)
+from nas.proxies import baselines, cost, layers, meco, swap, tenas, wrcor  # noqa: F401  (the built-in aggregates' members)
 from nas.proxies.base import REGISTRY, ProxySpec
 
 #: Largest number of pairwise comparisons held in memory at once by :meth:`Aggregate.wins`.
