@@ -29,7 +29,7 @@ def test_a_bad_value_is_one_line_with_exit_code_2(tmp_path: Path, capsys, monkey
     err = _stderr_lines(capsys)
     assert code == 2, "a user's mistake exits with code 2"
     assert len(err) == 1, f"one line, no traceback: {err}"
-    assert err[0].startswith("search.py: error: unknown proxy or vote 'wrcr'"), err[0]
+    assert err[0].startswith("search.py: error: unknown proxy") and "'wrcr'" in err[0], err[0]
 
     code = run_program(train.main, ["fit", "--config", CIFAR_CFG, "--model.arch", str(tmp_path / "nope.yaml")])
     err = _stderr_lines(capsys)
@@ -39,7 +39,7 @@ def test_a_bad_value_is_one_line_with_exit_code_2(tmp_path: Path, capsys, monkey
 
 def test_the_traceback_is_behind_the_debug_variable(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv(DEBUG_ENV, "1")
-    with pytest.raises(ValueError, match="unknown proxy or vote 'wrcr'"):
+    with pytest.raises(ValueError, match="unknown proxy.*'wrcr'"):
         run_program(search.main, [*SMALL, "--search.proxy", "wrcr", "--search.output_dir", str(tmp_path)])
 
 
