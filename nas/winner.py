@@ -4,6 +4,12 @@ A :class:`Winner` names the architecture twice: as the search space's canonical 
 (``space`` + ``arch``) and as a timm model (``model`` + ``model_kwargs``), so training needs only
 ``timm.create_model(winner.model, **winner.model_kwargs)``.
 
+How a winner and a training configuration combine (:func:`choose_model`): the winner sets the
+architecture, that is the timm model and every keyword argument it records; the configuration's
+``model_kwargs`` add what the winner does not set (width, depth, drop rates: whatever the model
+takes). A key that both set must have the same value; different values are an error that names
+both. The winner's ``resolution`` is the input side it was searched (and costed) at.
+
 Example:
     >>> import nas.winner
     >>> name, kwargs = nas.winner.resolve_model("resnet18")
@@ -14,6 +20,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,7 +87,10 @@ class Winner:
         """
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"winner file {str(path)!r} does not exist")
+            raise FileNotFoundError(
+                f"winner file {str(path)!r} does not exist (search.py writes one into its "
+                "--search.output_dir)"
+            )
         try:
             data = yaml.safe_load(path.read_text())
         except yaml.YAMLError as err:
@@ -133,6 +143,70 @@ class Winner:
             ) from err
 
 
+@dataclass(frozen=True)
+class ModelChoice:
+    """The network to train: a timm model, its keyword arguments and the winner it came from.
+
+    Args:
+        model: timm model name.
+        model_kwargs: keyword arguments for ``timm.create_model`` (``num_classes`` aside).
+        winner: the search's winner when the model came from a winner file, else None.
+    """
+
+    model: str
+    model_kwargs: dict[str, Any]
+    winner: Winner | None = None
+
+
+def choose_model(spec: str, model_kwargs: Mapping[str, Any] | None = None) -> ModelChoice:
+    """The model ``spec`` names, with ``model_kwargs`` from a configuration combined in.
+
+    With a timm model name, ``model_kwargs`` are taken as given. With a winner file, the winner
+    sets the architecture (its ``model`` and ``model_kwargs``) and ``model_kwargs`` add the keys
+    the winner does not set; a key set by both to different values is a contradiction.
+
+    Args:
+        spec: a path to a ``winner.yaml`` (``.yaml``/``.yml``), or a registered timm model name.
+        model_kwargs: the configuration's keyword arguments for the model.
+
+    Raises:
+        FileNotFoundError: ``spec`` looks like a YAML path that does not exist.
+        ValueError: ``spec`` is neither a readable winner file nor a timm model name, or
+            ``model_kwargs`` contradict the winner (the message names both values).
+        TypeError: ``spec`` is not a non-empty string, or ``model_kwargs`` is not a mapping.
+    """
+    if not isinstance(spec, str) or not spec:
+        raise TypeError(f"a model spec must be a non-empty str, got {spec!r}")
+    if model_kwargs is not None and not isinstance(model_kwargs, Mapping):
+        raise TypeError(f"model_kwargs must be a mapping, got {type(model_kwargs).__name__}")
+    extra = dict(model_kwargs or {})
+    path = Path(spec)
+    if path.suffix in _YAML_SUFFIXES or path.is_file():
+        winner = Winner.from_yaml(path)
+        if not timm.is_model(winner.model):
+            raise ValueError(
+                f"winner file {spec!r} names timm model {winner.model!r}, which is not registered"
+            )
+        clash = [k for k in extra if k in winner.model_kwargs and extra[k] != winner.model_kwargs[k]]
+        if clash:
+            ours = " and ".join(f"{k}={extra[k]!r}" for k in clash)
+            theirs = " and ".join(f"{k}={winner.model_kwargs[k]!r}" for k in clash)
+            raise ValueError(
+                f"model_kwargs {ours} contradict the winner file {spec!r}, which sets {theirs} (the "
+                f"winner sets the architecture): remove {', '.join(clash)} from model_kwargs, or train "
+                "without the winner file"
+            )
+        return ModelChoice(winner.model, {**extra, **winner.model_kwargs}, winner)
+    if timm.is_model(spec):
+        return ModelChoice(spec, extra)
+    close = timm.list_models(f"*{spec}*")[:10]
+    hint = f"; similar timm names: {', '.join(close)}" if close else ""
+    raise ValueError(
+        f"{spec!r} is neither a winner file (a path ending in .yaml/.yml) nor a timm model name "
+        f"(see timm.list_models()){hint}"
+    )
+
+
 def resolve_model(spec: str) -> tuple[str, dict[str, Any]]:
     """Turn a winner file path or a timm model name into ``(model_name, model_kwargs)``.
 
@@ -143,21 +217,5 @@ def resolve_model(spec: str) -> tuple[str, dict[str, Any]]:
         FileNotFoundError: ``spec`` looks like a YAML path that does not exist.
         ValueError: ``spec`` is neither a readable winner file nor a timm model name.
     """
-    if not isinstance(spec, str) or not spec:
-        raise TypeError(f"a model spec must be a non-empty str, got {spec!r}")
-    path = Path(spec)
-    if path.suffix in _YAML_SUFFIXES or path.is_file():
-        winner = Winner.from_yaml(path)
-        if not timm.is_model(winner.model):
-            raise ValueError(
-                f"winner file {spec!r} names timm model {winner.model!r}, which is not registered"
-            )
-        return winner.model, dict(winner.model_kwargs)
-    if timm.is_model(spec):
-        return spec, {}
-    close = timm.list_models(f"*{spec}*")[:10]
-    hint = f"; similar timm names: {', '.join(close)}" if close else ""
-    raise ValueError(
-        f"{spec!r} is neither a winner file (a path ending in .yaml/.yml) nor a timm model name "
-        f"(see timm.list_models()){hint}"
-    )
+    choice = choose_model(spec)
+    return choice.model, choice.model_kwargs

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 import nas
 import search
@@ -85,3 +86,26 @@ def test_the_imagenet_config_stands_alone(tmp_path: Path, capsys) -> None:
     assert winner.space == "mbv2" and winner.model == "wrcor_mbv2" and winner.proxy == "sjw"
     assert winner.flops <= 600e6
     assert winner.model_kwargs == {"arch": winner.arch}
+
+
+def test_search_only_keeps_no_logs_or_checkpoints(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    search.main([*SMALL, "--search.output_dir", str(tmp_path / "run")])
+    assert (tmp_path / "run" / "winner.yaml").is_file() and not (tmp_path / "run" / "train").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"], "no lightning_logs or checkpoints elsewhere"
+
+
+def test_training_the_winner_keeps_logs_and_checkpoints_as_train_does(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    winner = search.main([
+        *SMALL, "--search.output_dir", str(out), "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "1",
+        "--trainer.limit_val_batches", "1", "--trainer.enable_progress_bar", "false",
+    ])  # fmt: skip
+    train = out / "train"
+    assert (train / "checkpoints" / "last.ckpt").is_file(), "last.ckpt, as train.py writes it"
+    assert len(list((train / "checkpoints").glob("epoch000-acc1_*.ckpt"))) == 1, "and the best by val/acc1"
+    metrics = list((train / "csv").glob("version_*/metrics.csv"))
+    assert metrics and "val/acc1" in metrics[0].read_text(), "CSV logs"
+    assert list((train / "tensorboard").glob("version_*/events.*")), "TensorBoard logs"
+    ckpt = torch.load(train / "checkpoints" / "last.ckpt", weights_only=False, map_location="cpu")
+    assert ckpt["hyper_parameters"]["model_kwargs"] == winner.model_kwargs, "the checkpoint is the winner's"

@@ -411,3 +411,86 @@ def test_an_unsized_loader_trains_with_max_steps_and_warmup_epochs_is_refused(tm
                       enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
     with pytest.raises(ValueError, match=r"warmup_epochs=1 needs a train loader with a length"):
         trainer.fit(warm, train_dataloaders=loader)
+
+
+NB201_CFG = str(REPO / "configs" / "train" / "nb201_cifar10.yaml")
+MBV2_CFG = str(REPO / "configs" / "train" / "mbv2_imagenet.yaml")
+MBV2_ARCH = (
+    "r192_s24_e2k3c64s2b24n2_e2k5c40s2b88n3_e2k5c48s1b120n2_e1k3c32s2b48n4_e2k5c120s1b152n3"
+    "_e2k3c192s2b96n2_e2k7c320s1b312n1_h264_se"
+)
+ONE_STEP = [
+    "--trainer.accelerator=cpu",
+    "--trainer.max_epochs=1",
+    "--trainer.limit_train_batches=1",
+    "--trainer.limit_val_batches=1",
+    "--trainer.num_sanity_val_steps=0",
+    "--trainer.enable_progress_bar=false",
+    "--trainer.enable_model_summary=false",
+    "--trainer.callbacks=[]",
+]
+
+
+def _nb201_winner(path: Path, resolution: int = 32) -> Path:
+    return Winner(
+        space="nb201", arch=CONV_CELL, model="nb201", model_kwargs={"arch": CONV_CELL}, score=1.0,
+        proxy="wrcor", flops=1, params=1, resolution=resolution, seed=0,
+    ).to_yaml(path)  # fmt: skip
+
+
+def test_a_winner_trains_with_the_shipped_config_of_its_space(tmp_path: Path) -> None:
+    path = _nb201_winner(tmp_path / "search" / "winner.yaml")
+    args = ["fit", "--config", NB201_CFG, "--model.arch", str(path), *ONE_STEP]
+    cli = main([*args, "--trainer.default_root_dir", str(tmp_path / "train"), "--data.init_args.batch_size=16"])
+    assert cli.model.hparams.arch == "nb201"
+    assert cli.model.hparams.model_kwargs == {"arch": CONV_CELL, "channels": 16, "cells_per_stage": 5}, (
+        "the winner's cell at the config's width and depth"
+    )
+    assert cli.trainer.global_step == 1
+    assert (tmp_path / "train" / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_a_config_that_contradicts_the_winner_names_both_values(tmp_path: Path) -> None:
+    path = _nb201_winner(tmp_path / "winner.yaml")
+    with pytest.raises(ValueError) as info:
+        main(_cli_args(tmp_path, "--model.arch", str(path)), run=False)
+    message = str(info.value)
+    assert f"arch={RESNET_CELL!r}" in message and f"arch={CONV_CELL!r}" in message, message
+    assert "remove arch from model_kwargs" in message, message
+
+
+def test_train_warns_when_the_images_differ_from_the_winners_resolution(tmp_path: Path) -> None:
+    path = _nb201_winner(tmp_path / "winner.yaml", resolution=64)
+    args = ["fit", "--config", NB201_CFG, "--model.arch", str(path), *ONE_STEP, "--data.init_args.batch_size=16"]
+    with pytest.warns(UserWarning, match=r"searched at 64x64 .* 32x32"):
+        main([*args, "--trainer.default_root_dir", str(tmp_path / "train")])
+
+
+def _image_folder(root: Path, classes: int = 2, per_class: int = 2) -> Path:
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for c in range(classes):
+            folder = root / split / f"class{c}"
+            folder.mkdir(parents=True)
+            for i in range(per_class):
+                Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(folder / f"{i}.jpg")
+    return root
+
+
+def test_train_takes_the_winners_resolution(tmp_path: Path, capsys) -> None:
+    winner = Winner(
+        space="mbv2", arch=MBV2_ARCH, model="wrcor_mbv2", model_kwargs={"arch": MBV2_ARCH}, score=1.0,
+        proxy="sjw", flops=1, params=1, resolution=192, seed=0,
+    )  # fmt: skip
+    path = winner.to_yaml(tmp_path / "winner.yaml")
+    root = _image_folder(tmp_path / "images")
+    common = ["--config", MBV2_CFG, "--model.arch", str(path), "--data.init_args.root", str(root), "--model.num_classes=2"]
+    cli = main(common, run=False)
+    assert cli.datamodule.image_size == 192, "the config's 224 gives way to the winner's resolution"
+    captured = capsys.readouterr()
+    assert "resolution 192" in captured.out + captured.err, "says so"
+    cli = main([*common, "--data.init_args.image_size=160"], run=False)
+    assert cli.datamodule.image_size == 160, "the command line decides over the winner"

@@ -7,7 +7,7 @@ import pytest
 import timm
 
 import nas
-from nas.winner import Winner, resolve_model
+from nas.winner import Winner, choose_model, resolve_model
 from tests.conftest import RESNET_CELL
 
 
@@ -90,3 +90,27 @@ def test_errors_name_the_file(tmp_path: Path) -> None:
     bad_model = _winner(model="not_a_timm_model").to_yaml(tmp_path / "model.yaml")
     with pytest.raises(ValueError, match="model.yaml.*'not_a_timm_model'.*not registered"):
         resolve_model(str(bad_model))
+
+
+def test_the_winner_sets_the_architecture_and_the_config_keeps_the_rest(tmp_path: Path) -> None:
+    """The hand-off rule: winner kwargs win, config kwargs add, a real contradiction is an error."""
+    path = _winner().to_yaml(tmp_path / "winner.yaml")
+    choice = choose_model(str(path), {"channels": 16, "cells_per_stage": 5, "drop_rate": 0.1})
+    assert choice.model == "nb201" and choice.winner == _winner()
+    assert choice.model_kwargs == {"arch": RESNET_CELL, "channels": 16, "cells_per_stage": 5, "drop_rate": 0.1}
+    assert choose_model(str(path), {"arch": RESNET_CELL}).model_kwargs == {"arch": RESNET_CELL}, (
+        "a value equal to the winner's is no contradiction"
+    )
+    other = "|nor_conv_1x1~0|+|none~0|none~1|+|none~0|none~1|none~2|"
+    with pytest.raises(ValueError) as info:
+        choose_model(str(path), {"arch": other, "channels": 8})
+    message = str(info.value)
+    assert "\n" not in message, "one line"
+    for part in (f"arch={other!r}", f"arch={RESNET_CELL!r}", "winner.yaml", "remove arch from model_kwargs"):
+        assert part in message, f"{part!r} missing from: {message}"
+    assert "channels" not in message, "only the contradicting key is named"
+
+
+def test_choose_model_by_timm_name_takes_the_kwargs_as_given() -> None:
+    choice = choose_model("resnet18", {"drop_rate": 0.2})
+    assert (choice.model, choice.model_kwargs, choice.winner) == ("resnet18", {"drop_rate": 0.2}, None)

@@ -10,6 +10,7 @@ import timm
 import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningModule
+from lightning.pytorch.utilities import rank_zero_warn
 from timm.data import Mixup
 from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 from timm.optim import param_groups_weight_decay
@@ -19,7 +20,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 from typing_extensions import override
 
-from nas.winner import resolve_model
+from nas.winner import Winner, choose_model
 
 OptimizerName = Literal["sgd", "adamw"]
 
@@ -74,7 +75,10 @@ class ClassificationModule(LightningModule):
     """Image classification with any timm model.
 
     The network is ``timm.create_model(arch, num_classes=num_classes, **model_kwargs)``, where
-    ``arch`` is a timm model name or the path to a search's ``winner.yaml``. The optimizer is SGD
+    ``arch`` is a timm model name or the path to a search's ``winner.yaml``. A winner sets the
+    architecture and ``model_kwargs`` add what it does not set (width, depth, drop rates); a key
+    both set to different values is an error (see :func:`nas.winner.choose_model`). Training
+    warns when its images differ from the winner's ``resolution``. The optimizer is SGD
     (momentum) or AdamW with no weight decay on rank <= 1 tensors; the learning rate warms up
     linearly and follows a cosine to ``min_lr``, stepped every optimizer step. With
     ``lr_reference_batch`` set, ``lr`` is the rate for that many images per step and is scaled
@@ -82,7 +86,7 @@ class ClassificationModule(LightningModule):
 
     Args:
         arch: timm model name or path to a ``winner.yaml``.
-        model_kwargs: extra keyword arguments for the model (added to the winner's, if any).
+        model_kwargs: keyword arguments for the model (with a winner: those it does not set).
         num_classes: classifier outputs.
         optimizer: ``sgd`` or ``adamw``.
         lr: peak learning rate for ``lr_reference_batch`` images per step (or absolute if None).
@@ -169,17 +173,15 @@ class ClassificationModule(LightningModule):
         if ema_decay is not None and not 0 < ema_decay < 1:
             raise ValueError(f"ema_decay must be in (0, 1) or None, got {ema_decay}")
         self.save_hyperparameters()
-        model_name, kwargs = resolve_model(arch)
-        extra = dict(model_kwargs or {})
-        clash = sorted(k for k in extra if k in kwargs and extra[k] != kwargs[k])
-        if clash:
-            raise ValueError(
-                f"model_kwargs {clash} contradict the winner file {arch!r}; leave them out of model_kwargs"
-            )
-        kwargs.update(extra)
+        choice = choose_model(arch, model_kwargs)
+        # The winner's resolution (the side it was searched and costed at) is checked against the
+        # first training batch.
+        self.winner: Winner | None = choice.winner
+        self._arch_source = arch
+        self._resolution_checked = choice.winner is None
         self.network: nn.Module
         self.ema: ModelEmaV3 | None = None
-        self.set_network(model_name, kwargs)
+        self.set_network(choice.model, choice.model_kwargs)
 
         self.mixup: Mixup | None = None
         if mixup_alpha > 0 or cutmix_alpha > 0:
@@ -323,6 +325,21 @@ class ClassificationModule(LightningModule):
             self.train_metrics.update(logits.detach(), y)
             self.log_dict(self.train_metrics, on_step=False, on_epoch=True)
         return loss
+
+    @override
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        if self._resolution_checked or self.winner is None:
+            return
+        self._resolution_checked = True
+        winner = self.winner
+        side = tuple(batch[0].shape[-2:])
+        if side != (winner.resolution, winner.resolution):
+            rank_zero_warn(
+                f"the winner {self._arch_source!r} was searched at {winner.resolution}x"
+                f"{winner.resolution} ({winner.flops:,} MACs), but trains on {side[0]}x{side[1]} images; "
+                f"give the data the winner's resolution (--data.init_args.image_size {winner.resolution} "
+                "where the datamodule takes one) to train the network that was searched"
+            )
 
     @override
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
