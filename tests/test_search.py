@@ -177,7 +177,8 @@ KILL_SCRIPT = textwrap.dedent(
 def test_a_search_killed_with_sigkill_resumes_to_the_same_winner(tmp_path: Path) -> None:
     script = tmp_path / "search.py"
     script.write_text(KILL_SCRIPT)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    root = Path(__file__).resolve().parents[1]  # the checkout under test, whatever is installed
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
     killed = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, str(script), str(killed)], env=env, stdout=subprocess.PIPE)
     csv_path = killed / "candidates.csv"
