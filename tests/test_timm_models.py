@@ -99,6 +99,10 @@ def test_default_cifar_networks_keep_the_benchmarks_sizes():
 def test_darts_features_refuse_module_chaining():
     with pytest.raises(ValueError, match="two inputs"):
         timm.create_model("darts", features_only=True, feature_cls="list")
+    with pytest.raises(ValueError, match="two inputs"):
+        timm.create_model("darts", features_only=True, feature_cfg=dict(feature_cls="dict"))
+    hooked = _create("darts", features_only=True, feature_cfg=dict(feature_cls="hook", out_indices=(1, 2)))
+    assert hooked.feature_info.reduction() == [2, 4], "timm's feature_cfg reaches the wrapper"
 
 
 def test_each_network_reports_its_own_input_size():

@@ -438,19 +438,16 @@ def build(
     """
     if pretrained:
         raise ValueError(f"{variant} networks have no pretrained weights; use pretrained=False")
-    feature_cls = kwargs.get("feature_cls", "getter")
+    feature_cfg = dict(out_indices=(0, 1, 2), feature_cls="getter")
+    feature_cfg.update(kwargs.pop("feature_cfg", None) or {})
+    feature_cls = kwargs.get("feature_cls", feature_cfg["feature_cls"])
     if isinstance(feature_cls, str) and feature_cls.lower() in ("list", "dict"):
         raise ValueError(
             f"{variant} cells take two inputs, so feature_cls={feature_cls!r} cannot chain them; "
             "use 'getter' or 'hook'"
         )
     return build_model_with_cfg(
-        DartsNetwork,
-        variant,
-        pretrained,
-        genotype=genotype,
-        feature_cfg=dict(out_indices=(0, 1, 2), feature_cls="getter"),
-        **kwargs,
+        DartsNetwork, variant, pretrained, genotype=genotype, feature_cfg=feature_cfg, **kwargs
     )
 
 

@@ -100,7 +100,9 @@ class Vertex(nn.Module):
     # typed here: TorchScript cannot infer the element type of an empty list
     sources: list[int]
 
-    def __init__(self, op: nn.Module, width: int, sources: list[int], projection: nn.Module | None) -> None:
+    def __init__(
+        self, op: nn.Module, width: int, sources: list[int], projection: nn.Module | None
+    ) -> None:
         super().__init__()
         if not sources and projection is None:
             raise ValueError("a vertex needs at least one input")
@@ -190,7 +192,11 @@ class NB101Network(nn.Module):
             raise TypeError(f"arch must be an NB101Arch, got {type(arch).__name__}")
         if num_classes < 0:
             raise ValueError(f"num_classes must be >= 0, got {num_classes}")
-        for name, value in (("stem_channels", stem_channels), ("num_stacks", num_stacks), ("cells_per_stack", cells_per_stack)):
+        for name, value in (
+            ("stem_channels", stem_channels),
+            ("num_stacks", num_stacks),
+            ("cells_per_stack", cells_per_stack),
+        ):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
         self.arch = arch.pruned()
@@ -341,24 +347,26 @@ def _cfg(**kwargs: Any) -> dict[str, Any]:
 default_cfgs = generate_default_cfgs({"nb101": _cfg()})
 
 
-def build(arch: NB101Arch, variant: str = "nb101", pretrained: bool = False, **kwargs: Any) -> NB101Network:
+def build(
+    arch: NB101Arch, variant: str = "nb101", pretrained: bool = False, **kwargs: Any
+) -> NB101Network:
     """The network of ``arch`` through timm's ``build_model_with_cfg`` (the pretrained config of
     ``variant``; ``features_only`` and the other timm creation options in ``kwargs``)."""
     if pretrained:
         raise ValueError(f"{variant} networks have no pretrained weights; use pretrained=False")
-    stacks = kwargs.get("num_stacks", 3)
+    feature_cfg = dict(
+        out_indices=tuple(range(kwargs.get("num_stacks", 3))), flatten_sequential=True
+    )
+    feature_cfg.update(kwargs.pop("feature_cfg", None) or {})
     return build_model_with_cfg(
-        NB101Network,
-        variant,
-        pretrained,
-        arch=arch,
-        feature_cfg=dict(out_indices=tuple(range(stacks)), flatten_sequential=True),
-        **kwargs,
+        NB101Network, variant, pretrained, arch=arch, feature_cfg=feature_cfg, **kwargs
     )
 
 
 @register_model
-def nb101(pretrained: bool = False, arch: str | NB101Arch | None = None, **kwargs: Any) -> NB101Network:
+def nb101(
+    pretrained: bool = False, arch: str | NB101Arch | None = None, **kwargs: Any
+) -> NB101Network:
     """NAS-Bench-101 network for the cell ``arch`` (its string form or an
     :class:`~nas.arch.nb101.NB101Arch`); without one, the README's Inception-like cell."""
     if arch is None:
