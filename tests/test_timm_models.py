@@ -15,13 +15,24 @@ import torch
 from torch import nn
 
 import nas
+from nas.arch.darts import DARTS_V2
 from nas.arch.mbv2 import ARCH_600M, NAMED_ARCHS
+from nas.arch.nb101 import decode
 from nas.arch.nb201 import ARCH_RESNET
+from nas.models.nb101 import DEFAULT_ARCH
 from nas.spaces.mbv2 import MBV2Space
 
-NAMES = ("nb201", "wrcor_mbv2", *NAMED_ARCHS)
+FAMILIES = ["nb201", "nb101", "darts", "mbv2"]
+CIFAR = ("nb201", "nb101", "darts")
+NAMES = (*CIFAR, "wrcor_mbv2", *NAMED_ARCHS)
 # small inputs keep the ImageNet networks fast: every reduction still leaves >= 2 pixels
-SIDE = {"nb201": 32, "wrcor_mbv2": 64, "wrcor_600m": 64, "wrcor_600m_nose": 64}
+SIDE = {"nb201": 32, "nb101": 32, "darts": 32, "wrcor_mbv2": 64, "wrcor_600m": 64, "wrcor_600m_nose": 64}
+# small CIFAR networks of the same structure keep the tests fast (the defaults are checked apart)
+SMALL = {"nb101": dict(stem_channels=8), "darts": dict(channels=4, layers=5)}
+# a DARTS cell takes two inputs: timm's module-chaining wrappers cannot drive it, hooks can
+FEATURE_CLASSES = [
+    (name, cls) for name in NAMES for cls in (["hook", "getter"] if name == "darts" else ["list", "getter"])
+]
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -36,19 +47,27 @@ def _input(name: str) -> torch.Tensor:
     return torch.randn(2, 3, SIDE[name], SIDE[name])
 
 
+def _create(name: str, **kwargs: object) -> nn.Module:
+    return timm.create_model(name, **SMALL.get(name, {}), **kwargs)
+
+
 def test_every_registered_name_is_covered():
-    assert set(timm.list_models(module=["nb201", "mbv2"])) == set(NAMES)
+    assert set(timm.list_models(module=FAMILIES)) == set(NAMES)
+    ours = {
+        n for n in timm.list_models() if timm.models.model_entrypoint(n).__module__.startswith("nas.")
+    }
+    assert ours == set(NAMES), "every model the project registers is checked here"
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_pretrained_cfg_is_registered(name):
     cfg = timm.get_pretrained_cfg(name)
     assert cfg is not None, f"{name} has no default_cfgs entry"
-    assert cfg.num_classes == (10 if name == "nb201" else 1000)
-    assert cfg.input_size == ((3, 32, 32) if name == "nb201" else (3, 224, 224))
-    assert cfg.pool_size == tuple(s // (4 if name == "nb201" else 32) for s in cfg.input_size[1:])
+    assert cfg.num_classes == (10 if name in CIFAR else 1000)
+    assert cfg.input_size == ((3, 32, 32) if name in CIFAR else (3, 224, 224))
+    assert cfg.pool_size == tuple(s // (4 if name in CIFAR else 32) for s in cfg.input_size[1:])
     assert len(cfg.mean) == len(cfg.std) == 3 and 0 < cfg.crop_pct <= 1
-    model = timm.create_model(name)
+    model = _create(name)
     assert model.pretrained_cfg["architecture"] == name
     state = model.state_dict()
     assert f"{cfg.first_conv}.weight" in state and f"{cfg.classifier}.weight" in state
@@ -58,6 +77,32 @@ def test_pretrained_cfg_is_registered(name):
 def test_default_architectures():
     assert timm.create_model("nb201").ops == ARCH_RESNET.ops, "nb201 defaults to the ResNet-like cell"
     assert timm.create_model("wrcor_mbv2").arch == ARCH_600M, "wrcor_mbv2 defaults to the 600M net"
+    assert _create("nb101").arch == decode(DEFAULT_ARCH).pruned(), "nb101: the README's cell"
+    assert _create("darts").genotype == DARTS_V2, "darts defaults to DARTS V2"
+
+
+def test_default_cifar_networks_keep_the_benchmarks_sizes():
+    def n_params(model: nn.Module) -> int:
+        return sum(p.numel() for p in model.parameters())
+
+    nb101 = timm.create_model("nb101")
+    assert n_params(nb101) == 2_694_282 and len(nb101.layer_units()) == 12
+    assert [f["module"] for f in nb101.feature_info] == ["layers.2", "layers.6", "layers.10"]
+    assert [f["num_chs"] for f in nb101.feature_info] == [128, 256, 512]
+    darts = timm.create_model("darts")
+    assert n_params(darts) == 3_349_342 and darts.auxiliary_head is None
+    assert [f["module"] for f in darts.feature_info] == ["cells.5", "cells.12", "cells.19"]
+    assert [f["num_chs"] for f in darts.feature_info] == [144, 288, 576]
+    assert n_params(timm.create_model("darts", auxiliary=True)) > n_params(darts)
+
+
+def test_darts_features_refuse_module_chaining():
+    with pytest.raises(ValueError, match="two inputs"):
+        timm.create_model("darts", features_only=True, feature_cls="list")
+    with pytest.raises(ValueError, match="two inputs"):
+        timm.create_model("darts", features_only=True, feature_cfg=dict(feature_cls="dict"))
+    hooked = _create("darts", features_only=True, feature_cfg=dict(feature_cls="hook", out_indices=(1, 2)))
+    assert hooked.feature_info.reduction() == [2, 4], "timm's feature_cfg reaches the wrapper"
 
 
 def test_each_network_reports_its_own_input_size():
@@ -71,12 +116,11 @@ def test_each_network_reports_its_own_input_size():
     assert built.pretrained_cfg["input_size"] == (3, 192, 192), "space.build uses timm's builder too"
 
 
-@pytest.mark.parametrize("name", NAMES)
-@pytest.mark.parametrize("feature_cls", ["list", "getter"])
+@pytest.mark.parametrize(("name", "feature_cls"), FEATURE_CLASSES)
 def test_features_only_matches_feature_info(name, feature_cls):
-    model = timm.create_model(name)
+    model = _create(name)
     info = model.feature_info
-    features = timm.create_model(name, features_only=True, feature_cls=feature_cls).eval()
+    features = _create(name, features_only=True, feature_cls=feature_cls).eval()
     assert features.feature_info.channels() == [f["num_chs"] for f in info]
     assert features.feature_info.reduction() == [f["reduction"] for f in info]
     assert len(info) >= 3
@@ -91,7 +135,7 @@ def test_features_only_matches_feature_info(name, feature_cls):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_forward_intermediates(name):
-    model = timm.create_model(name).eval()
+    model = _create(name).eval()
     x = _input(name)
     with torch.no_grad():
         final, inter = model.forward_intermediates(x)
@@ -112,7 +156,7 @@ def test_forward_intermediates(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_head_and_reset_classifier(name):
-    model = timm.create_model(name, num_classes=7).eval()
+    model = _create(name, num_classes=7).eval()
     x = _input(name)
     with torch.no_grad():
         assert model(x).shape == (2, 7)
@@ -127,14 +171,41 @@ def test_head_and_reset_classifier(name):
         assert model(x).shape == (2, 3) and model.num_classes == 3
 
 
-@pytest.mark.parametrize("name", ["nb201", "wrcor_mbv2"])
+@pytest.mark.parametrize("name", [*CIFAR, "wrcor_mbv2"])
 def test_grad_checkpointing_gives_the_same_output(name):
-    model = timm.create_model(name).eval()
+    model = _create(name).eval()
     x = _input(name)
     with torch.no_grad():
         expected = model(x)
         model.set_grad_checkpointing()
         assert torch.allclose(model(x), expected, rtol=1e-4, atol=1e-5)
+    model.train()
+    model(x).sum().backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
+@pytest.mark.parametrize("name", CIFAR)
+def test_torchscript_and_fx_give_the_same_output(name):
+    fx = pytest.importorskip("torchvision.models.feature_extraction")
+    with timm.set_scriptable(True):
+        model = _create(name).eval()
+    x = _input(name)
+    with torch.no_grad():
+        expected = model(x)
+        assert torch.allclose(torch.jit.script(model)(x), expected, rtol=1e-4, atol=1e-5)
+        tracer = dict(leaf_modules=timm.models.get_notrace_modules())
+        nodes = fx.get_graph_node_names(model, tracer_kwargs=tracer)[1]
+        graph = fx.create_feature_extractor(model, return_nodes=[nodes[-1]], tracer_kwargs=tracer)
+        assert torch.equal(next(iter(graph(x).values())), expected)
+
+
+def test_darts_auxiliary_head_survives_pruning_only_with_its_cell():
+    model = _create("darts", auxiliary=True).train()
+    x = _input("darts")
+    logits, aux = model.forward_train(x)
+    assert logits.shape == aux.shape == (2, 10)
+    model.prune_intermediate_layers([0, 1])  # the head reads the second reduction cell, now gone
+    assert model.auxiliary_head is None and model.forward_train(x)[1] is None
 
 
 def test_feature_levels_follow_the_strides():

@@ -22,16 +22,22 @@ the main logits only.
 
 Registered with timm as ``darts``: ``timm.create_model("darts")`` is DARTS V2 at DARTS's
 evaluation configuration (36 channels, 20 cells; 3,349,342 parameters on CIFAR-10 without the
-auxiliary head); ``genotype=`` takes any string form of :mod:`nas.arch.darts`.
+auxiliary head); ``genotype=`` takes any string form of :mod:`nas.arch.darts`. Feature levels
+(``features_only=True``, :meth:`DartsNetwork.forward_intermediates`) are the outputs of the cells
+before each reduction cell and of the last cell, at reductions 1, 2 and 4; a cell takes two
+inputs, so the feature wrappers are timm's ``getter`` (the default) or ``hook``.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: torch.fx copies forward's annotations into the code it
+# generates, and TorchScript cannot resolve them as strings.
 from typing import Any
 
 import torch
-from timm.models import register_model
+from timm.layers import create_classifier
+from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models._features import feature_take_indices
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from nas.arch.darts import DARTS_V2, DartsGenotype, parse
 
@@ -145,27 +151,31 @@ class Cell(nn.Module):
             else ReLUConvBN(c_prev_prev, channels, 1, 1, 0)
         )
         self.preprocess1 = ReLUConvBN(c_prev, channels, 1, 1, 0)
-        self.inputs = tuple(src for node in genotype.cell(reduction) for src, _ in node)
+        #: Per edge: the position of its input among the cell's states.
+        self.inputs = [src for node in genotype.cell(reduction) for src, _ in node]
         self.edges = nn.ModuleList(
             make_op(op, channels, 2 if reduction and src < 2 else 1)
             for node in genotype.cell(reduction)
             for src, op in node
         )
+        #: Per edge: whether drop path applies (every op but the identity).
+        self.dropped = [not isinstance(op, nn.Identity) for op in self.edges]
         self.out_channels = len(genotype.cell(reduction)) * channels
 
     def forward(
         self, s0: torch.Tensor, s1: torch.Tensor, drop_path_rate: float = 0.0
     ) -> torch.Tensor:
         states = [self.preprocess0(s0), self.preprocess1(s1)]
-        for k in range(len(self.edges) // 2):
-            total = None
-            for e in (2 * k, 2 * k + 1):
-                op = self.edges[e]
-                h = op(states[self.inputs[e]])
-                if self.training and drop_path_rate > 0 and not isinstance(op, nn.Identity):
-                    h = drop_path(h, drop_path_rate)
-                total = h if total is None else total + h
-            states.append(total)
+        drop = self.training and drop_path_rate > 0
+        first = states[0]  # a node's first edge, summed with its second
+        for e, op in enumerate(self.edges):
+            h = op(states[self.inputs[e]])
+            if drop and self.dropped[e]:
+                h = drop_path(h, drop_path_rate)
+            if e % 2 == 0:
+                first = h
+            else:
+                states.append(first + h)
         return torch.cat(states[2:], dim=1)
 
 
@@ -202,6 +212,8 @@ class DartsNetwork(nn.Module):
         in_chans: input channels.
         drop_rate: dropout before the classifier.
         drop_path_rate: DARTS's drop-path probability on every non-identity edge (training only).
+        global_pool: timm pooling type (``"avg"``, DARTS's, ``"max"``, ``"avgmax"``,
+            ``"catavgmax"``, or ``""`` for none, which needs ``num_classes=0``).
 
     Raises:
         ValueError: ``layers`` < 3, ``channels`` < 1 or odd (FactorizedReduce halves it), or
@@ -218,6 +230,7 @@ class DartsNetwork(nn.Module):
         in_chans: int = 3,
         drop_rate: float = 0.0,
         drop_path_rate: float = 0.0,
+        global_pool: str = "avg",
         **kwargs: Any,
     ) -> None:
         super().__init__()
@@ -242,6 +255,7 @@ class DartsNetwork(nn.Module):
         self.in_chans = in_chans
         self.drop_rate = drop_rate
         self.drop_path_rate = drop_path_rate
+        self.grad_checkpointing = False
         self.reductions = (layers // 3, 2 * layers // 3)
         c_stem = STEM_MULTIPLIER * channels
         self.stem = nn.Sequential(
@@ -262,61 +276,179 @@ class DartsNetwork(nn.Module):
             if i == self.reductions[1]:
                 c_aux = c_prev
         self.cells = nn.ModuleList(cells)
+        #: Index in ``cells`` of each feature level: the cells before the reductions, the last.
+        self.stage_ends = (self.reductions[0] - 1, self.reductions[1] - 1, layers - 1)
+        self.feature_info = [
+            dict(num_chs=cells[i].out_channels, reduction=2**s, module=f"cells.{i}")
+            for s, i in enumerate(self.stage_ends)
+        ]
         self.auxiliary_head = AuxiliaryHead(c_aux, num_classes) if auxiliary else None
-        self.num_features = c_prev
-        self.global_pool = nn.AdaptiveAvgPool2d(1)
+        self.num_features = self.head_hidden_size = c_prev
+        self.global_pool, self.classifier = create_classifier(c_prev, num_classes, global_pool)
         self.head_drop = nn.Dropout(drop_rate)
-        self.classifier = nn.Linear(c_prev, num_classes) if num_classes > 0 else nn.Identity()
-        self.pretrained_cfg = dict(
-            input_size=(in_chans, 32, 32),
-            crop_pct=1.0,
-            interpolation="bilinear",
-            mean=(0.4914, 0.4822, 0.4465),
-            std=(0.2470, 0.2435, 0.2616),
-            first_conv="stem.0",
-            classifier="classifier",
-            num_classes=num_classes,
+        # networks built directly (not through timm) still describe their input
+        self.pretrained_cfg = self.default_cfg = _cfg(
+            input_size=(in_chans, 32, 32), num_classes=num_classes
         )
-        self.default_cfg = self.pretrained_cfg
 
     def layer_units(self) -> list[nn.Module]:
         """Depth-ordered layers for WRCor: the stem, then each cell (its preprocessing included)."""
         return [self.stem, *self.cells]
 
+    @torch.jit.ignore
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each cell's activations in the backward pass instead of storing them."""
+        self.grad_checkpointing = enable
+
+    @torch.jit.ignore
     def get_classifier(self) -> nn.Module:
         return self.classifier
 
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
-        if global_pool not in (None, "avg"):
-            raise ValueError(f"darts supports global_pool 'avg' only, got {global_pool!r}")
+        """A fresh classifier with ``num_classes`` outputs (0: none); pooling kept unless given.
+
+        The auxiliary head, if any, keeps its own classifier.
+        """
+        if num_classes < 0:
+            raise ValueError(f"num_classes must be >= 0, got {num_classes}")
         self.num_classes = num_classes
-        self.classifier = (
-            nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
-        )
+        pool = self.global_pool.pool_type if global_pool is None else global_pool
+        self.global_pool, self.classifier = create_classifier(self.num_features, num_classes, pool)
 
     def _features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         s0 = s1 = self.stem(x)
-        aux = None
+        aux: torch.Tensor | None = None
         for i, cell in enumerate(self.cells):
-            s0, s1 = s1, cell(s0, s1, self.drop_path_rate)
+            # written out (no helper taking the cell) so TorchScript compiles it
+            if self.grad_checkpointing and not torch.jit.is_scripting():
+                s0, s1 = s1, checkpoint(cell, s0, s1, self.drop_path_rate, use_reentrant=False)
+            else:
+                s0, s1 = s1, cell(s0, s1, self.drop_path_rate)
             if i == self.reductions[1] and self.auxiliary_head is not None and self.training:
                 aux = self.auxiliary_head(s1)
         return s1, aux
+
+    def forward_intermediates(
+        self,
+        x: torch.Tensor,
+        indices: int | list[int] | None = None,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
+        """The feature levels (timm's interface), and the final features unless ``intermediates_only``.
+
+        Args:
+            x: input images.
+            indices: feature levels to return: the last ``n`` if an int, all if None, else
+                the listed levels (negative from the end).
+            norm: accepted for timm's interface; the network has no final norm.
+            stop_early: skip the cells after the last level taken.
+            output_fmt: ``"NCHW"``, the only layout.
+            intermediates_only: return only the list of intermediates.
+        """
+        if output_fmt != "NCHW":
+            raise ValueError(f"darts features are NCHW only, got output_fmt={output_fmt!r}")
+        take_indices, max_index = feature_take_indices(len(self.stage_ends), indices)
+        take = [self.stage_ends[i] for i in take_indices]
+        last = self.stage_ends[max_index] if stop_early else len(self.cells) - 1
+        intermediates = []
+        s0 = s1 = self.stem(x)
+        for i, cell in enumerate(self.cells):
+            if i > last:
+                break
+            if self.grad_checkpointing and not torch.jit.is_scripting():
+                s0, s1 = s1, checkpoint(cell, s0, s1, self.drop_path_rate, use_reentrant=False)
+            else:
+                s0, s1 = s1, cell(s0, s1, self.drop_path_rate)
+            if i in take:
+                intermediates.append(s1)
+        if intermediates_only:
+            return intermediates
+        return s1, intermediates
+
+    def prune_intermediate_layers(
+        self, indices: int | list[int] = 1, prune_norm: bool = False, prune_head: bool = True
+    ) -> list[int]:
+        """Drop the cells after the last level in ``indices`` (timm's interface); the kept levels.
+
+        The pooling and classifier go with ``prune_head`` or when cells go (they are sized for
+        the last cell), the auxiliary head when its cell goes; ``prune_norm`` has nothing to remove.
+        """
+        take_indices, max_index = feature_take_indices(len(self.stage_ends), indices)
+        end = self.stage_ends[max_index]
+        truncated = end < len(self.cells) - 1
+        self.cells = self.cells[: end + 1]
+        if end < self.reductions[1]:
+            self.auxiliary_head = None
+        if truncated:
+            self.num_features = self.head_hidden_size = self.feature_info[max_index]["num_chs"]
+        if prune_head or truncated:
+            self.reset_classifier(0, "")
+        return take_indices
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self._features(x)[0]
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.head_drop(self.global_pool(x).flatten(1))
+        x = self.head_drop(self.global_pool(x))
         return x if pre_logits else self.classifier(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
 
+    @torch.jit.ignore
     def forward_train(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``(logits, auxiliary logits)``; the latter is ``None`` without the head or in eval mode."""
         features, aux = self._features(x)
         return self.forward_head(features), aux
+
+
+def _cfg(**kwargs: Any) -> dict[str, Any]:
+    cfg = dict(
+        url="",
+        num_classes=10,
+        input_size=(3, 32, 32),
+        pool_size=(8, 8),
+        crop_pct=1.0,
+        interpolation="bilinear",
+        mean=(0.4914, 0.4822, 0.4465),
+        std=(0.2470, 0.2435, 0.2616),
+        first_conv="stem.0",
+        classifier="classifier",
+    )
+    cfg.update(kwargs)
+    return cfg
+
+
+#: timm's pretrained configurations (CIFAR-10 input and normalization; no weights).
+default_cfgs = generate_default_cfgs({"darts": _cfg()})
+
+
+def build(
+    genotype: DartsGenotype, variant: str = "darts", pretrained: bool = False, **kwargs: Any
+) -> DartsNetwork:
+    """The network of ``genotype`` through timm's ``build_model_with_cfg`` (the pretrained config
+    of ``variant``; ``features_only`` and the other timm creation options in ``kwargs``).
+
+    Raises:
+        ValueError: ``pretrained``, or a feature wrapper that chains modules on one tensor
+            (``feature_cls`` ``"list"`` or ``"dict"``: a cell takes two inputs).
+    """
+    if pretrained:
+        raise ValueError(f"{variant} networks have no pretrained weights; use pretrained=False")
+    feature_cfg = dict(out_indices=(0, 1, 2), feature_cls="getter")
+    feature_cfg.update(kwargs.pop("feature_cfg", None) or {})
+    feature_cls = kwargs.get("feature_cls", feature_cfg["feature_cls"])
+    if isinstance(feature_cls, str) and feature_cls.lower() in ("list", "dict"):
+        raise ValueError(
+            f"{variant} cells take two inputs, so feature_cls={feature_cls!r} cannot chain them; "
+            "use 'getter' or 'hook'"
+        )
+    return build_model_with_cfg(
+        DartsNetwork, variant, pretrained, genotype=genotype, feature_cfg=feature_cfg, **kwargs
+    )
 
 
 @register_model
@@ -329,14 +461,15 @@ def darts(
         pretrained: unsupported (no weights are published in timm's format).
         genotype: a :class:`~nas.arch.darts.DartsGenotype` or any of its string forms (canonical,
             DARTS's ``Genotype(...)``, NASLib's compact list); ``None`` is DARTS V2.
-        **kwargs: :class:`DartsNetwork` arguments (``channels``, ``layers``, ``auxiliary``, ...).
+        **kwargs: :class:`DartsNetwork` arguments (``channels``, ``layers``, ``auxiliary``, ...)
+            and timm's creation options (``features_only``, ...).
     """
-    if pretrained:
-        raise ValueError("darts networks have no pretrained weights; use pretrained=False")
     if genotype is None:
         genotype = DARTS_V2
     elif isinstance(genotype, str):
         genotype = parse(genotype)
-    for key in ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir"):  # timm's own creation arguments
-        kwargs.pop(key, None)
-    return DartsNetwork(genotype, **kwargs)
+    elif not isinstance(genotype, DartsGenotype):
+        raise TypeError(
+            f"genotype must be a genotype string or a DartsGenotype, got {type(genotype).__name__}"
+        )
+    return build(genotype, "darts", pretrained, **kwargs)

@@ -13,15 +13,19 @@ concatenates its interior inputs and adds a projection of the cell input when th
 the output directly (a cell of input and output only is that projection).
 
 Registered with timm as ``nb101``: ``timm.create_model("nb101", arch="<rows>;<ops>")`` (the
-string form of :mod:`nas.arch.nb101`); without ``arch`` it builds :data:`DEFAULT_ARCH`.
+string form of :mod:`nas.arch.nb101`); without ``arch`` it builds :data:`DEFAULT_ARCH`. Feature
+levels (``features_only=True``, :meth:`NB101Network.forward_intermediates`) are the outputs of
+the stacks, at reductions 1, 2 and 4.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: torch.fx copies forward's annotations into the code it
+# generates, and TorchScript cannot resolve them as strings.
 from typing import Any
 
 import torch
-from timm.models import register_model
+from timm.layers import create_classifier
+from timm.models import build_model_with_cfg, checkpoint_seq, generate_default_cfgs, register_model
+from timm.models._features import feature_take_indices
 from torch import nn
 
 from nas.arch.nb101 import NB101Arch, decode
@@ -85,47 +89,73 @@ def make_op(name: str, channels: int) -> nn.Module:
     raise ValueError(f"unknown NAS-Bench-101 op {name!r}")
 
 
+class Vertex(nn.Module):
+    """One interior vertex of a cell: the sum of its inputs, then its op.
+
+    Its inputs are the earlier interior vertices feeding it (sliced to its width: a wider source
+    holds one extra channel from an uneven split) and, when the cell input feeds it, a 1x1
+    conv-BN-ReLU projection of the cell input.
+    """
+
+    # typed here: TorchScript cannot infer the element type of an empty list
+    sources: list[int]
+
+    def __init__(
+        self, op: nn.Module, width: int, sources: list[int], projection: nn.Module | None
+    ) -> None:
+        super().__init__()
+        if not sources and projection is None:
+            raise ValueError("a vertex needs at least one input")
+        self.op = op
+        self.width = width
+        self.sources = sources
+        self.projection = projection
+
+    def forward(self, x: torch.Tensor, states: list[torch.Tensor]) -> torch.Tensor:
+        inputs = [states[s][:, : self.width] for s in self.sources]
+        if self.projection is not None:
+            inputs.append(self.projection(x))
+        total = inputs[0]
+        for extra in inputs[1:]:
+            total = total + extra
+        return self.op(total)
+
+
 class Cell(nn.Module):
     """One module of a (pruned) NAS-Bench-101 cell, from ``c_in`` to ``c_out`` channels."""
+
+    # typed here: TorchScript cannot infer the element type of an empty list
+    concat: list[int]
 
     def __init__(self, arch: NB101Arch, c_in: int, c_out: int) -> None:
         super().__init__()
         arch = arch.pruned()
         self.matrix = arch.matrix
-        n = len(self.matrix)
-        self.channels = vertex_channels(c_in, c_out, self.matrix)
-        # Index t holds vertex t's op / the projection of the input into vertex t (or Identity).
-        self.vertex_ops = nn.ModuleList(
-            [nn.Identity()] + [make_op(arch.ops[t], self.channels[t]) for t in range(1, n - 1)]
+        m, n = self.matrix, len(self.matrix)
+        self.channels = vertex_channels(c_in, c_out, m)
+        self.vertices = nn.ModuleList(
+            Vertex(
+                make_op(arch.ops[t], self.channels[t]),
+                self.channels[t],
+                [s for s in range(1, t) if m[s][t]],
+                ConvBNReLU(c_in, self.channels[t], 1) if m[0][t] else None,
+            )
+            for t in range(1, n - 1)
         )
-        self.projections = nn.ModuleList(
-            ConvBNReLU(c_in, self.channels[t], 1) if self.matrix[0][t] else nn.Identity()
-            for t in range(n)
-        )
+        #: Positions in the cell's states (the input is 0) of the vertices the output concatenates.
+        self.concat = [t for t in range(1, n - 1) if m[t][n - 1]]
+        self.out_projection = ConvBNReLU(c_in, c_out, 1) if m[0][n - 1] else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        m, n = self.matrix, len(self.matrix)
-        tensors = [x]
-        concat = []
-        for t in range(1, n - 1):
-            width = self.channels[t]
-            # Wider sources (one extra channel from an uneven split) are sliced to this width.
-            inputs = [tensors[s][:, :width] for s in range(1, t) if m[s][t]]
-            if m[0][t]:
-                inputs.append(self.projections[t](x))
-            total = inputs[0]
-            for extra in inputs[1:]:
-                total = total + extra
-            out = self.vertex_ops[t](total)
-            tensors.append(out)
-            if m[t][n - 1]:
-                concat.append(out)
-        if not concat:
-            return self.projections[n - 1](x)
-        out = concat[0] if len(concat) == 1 else torch.cat(concat, dim=1)
-        if m[0][n - 1]:
-            out = out + self.projections[n - 1](x)
-        return out
+        states = [x]
+        for vertex in self.vertices:
+            states.append(vertex(x, states))
+        if self.out_projection is None:
+            return torch.cat([states[t] for t in self.concat], dim=1)
+        projected = self.out_projection(x)
+        if len(self.concat) == 0:  # a cell of input and output only
+            return projected
+        return torch.cat([states[t] for t in self.concat], dim=1) + projected
 
 
 class NB101Network(nn.Module):
@@ -139,6 +169,8 @@ class NB101Network(nn.Module):
         cells_per_stack: cells per stack (3).
         in_chans: input channels.
         drop_rate: dropout before the classifier (the benchmark has none).
+        global_pool: timm pooling type (``"avg"``, the benchmark's, ``"max"``, ``"avgmax"``,
+            ``"catavgmax"``, or ``""`` for none, which needs ``num_classes=0``).
     """
 
     def __init__(
@@ -150,6 +182,7 @@ class NB101Network(nn.Module):
         cells_per_stack: int = 3,
         in_chans: int = 3,
         drop_rate: float = 0.0,
+        global_pool: str = "avg",
         **kwargs: Any,
     ) -> None:
         super().__init__()
@@ -159,7 +192,11 @@ class NB101Network(nn.Module):
             raise TypeError(f"arch must be an NB101Arch, got {type(arch).__name__}")
         if num_classes < 0:
             raise ValueError(f"num_classes must be >= 0, got {num_classes}")
-        for name, value in (("stem_channels", stem_channels), ("num_stacks", num_stacks), ("cells_per_stack", cells_per_stack)):
+        for name, value in (
+            ("stem_channels", stem_channels),
+            ("num_stacks", num_stacks),
+            ("cells_per_stack", cells_per_stack),
+        ):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
         self.arch = arch.pruned()
@@ -167,8 +204,10 @@ class NB101Network(nn.Module):
         self.in_chans = in_chans
         self.drop_rate = drop_rate
         self.drop_path_rate = 0.0
+        self.grad_checkpointing = False
         self.stem = ConvBNReLU(in_chans, stem_channels, 3)
         layers: list[nn.Module] = []
+        ends: list[int] = []
         c = stem_channels
         for stack in range(num_stacks):
             c_out = c
@@ -179,58 +218,161 @@ class NB101Network(nn.Module):
             for _ in range(cells_per_stack):
                 layers.append(Cell(self.arch, c, c_out))
                 c = c_out
-        self.layers = nn.ModuleList(layers)
-        self.num_features = c
-        self.global_pool = nn.AdaptiveAvgPool2d(1)
+            ends.append(len(layers) - 1)
+        # a Sequential (same state-dict keys as a list) so timm's feature wrappers can flatten it
+        self.layers = nn.Sequential(*layers)
+        #: Index in ``layers`` of each stack's last cell: the feature levels.
+        self.stage_ends = tuple(ends)
+        self.feature_info = [
+            dict(num_chs=stem_channels * 2**s, reduction=2**s, module=f"layers.{end}")
+            for s, end in enumerate(ends)
+        ]
+        self.num_features = self.head_hidden_size = c
+        self.global_pool, self.classifier = create_classifier(c, num_classes, global_pool)
         self.head_drop = nn.Dropout(drop_rate)
-        self.classifier = nn.Linear(c, num_classes) if num_classes > 0 else nn.Identity()
-        self.pretrained_cfg = dict(
-            input_size=(in_chans, 32, 32),
-            crop_pct=1.0,
-            interpolation="bilinear",
-            mean=(0.4914, 0.4822, 0.4465),
-            std=(0.2470, 0.2435, 0.2616),
-            first_conv="stem.0",
-            classifier="classifier",
-            num_classes=num_classes,
+        # networks built directly (not through timm) still describe their input
+        self.pretrained_cfg = self.default_cfg = _cfg(
+            input_size=(in_chans, 32, 32), num_classes=num_classes
         )
-        self.default_cfg = self.pretrained_cfg
 
     def layer_units(self) -> list[nn.Module]:
         """Depth-ordered layers for WRCor: the stem, then every cell and down-sampling max-pool in
         network order (12 for the benchmark: the pools hold no activation but keep their place)."""
         return [self.stem, *self.layers]
 
+    @torch.jit.ignore
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each cell's activations in the backward pass instead of storing them."""
+        self.grad_checkpointing = enable
+
+    @torch.jit.ignore
     def get_classifier(self) -> nn.Module:
         return self.classifier
 
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
-        if global_pool not in (None, "avg"):
-            raise ValueError(f"nb101 supports global_pool 'avg' only, got {global_pool!r}")
+        """A fresh classifier with ``num_classes`` outputs (0: none); pooling kept unless given."""
+        if num_classes < 0:
+            raise ValueError(f"num_classes must be >= 0, got {num_classes}")
         self.num_classes = num_classes
-        self.classifier = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        pool = self.global_pool.pool_type if global_pool is None else global_pool
+        self.global_pool, self.classifier = create_classifier(self.num_features, num_classes, pool)
+
+    def forward_intermediates(
+        self,
+        x: torch.Tensor,
+        indices: int | list[int] | None = None,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
+        """The stack outputs (timm's interface), and the final features unless ``intermediates_only``.
+
+        Args:
+            x: input images.
+            indices: feature levels to return: the last ``n`` if an int, all if None, else
+                the listed levels (negative from the end).
+            norm: accepted for timm's interface; the network has no final norm.
+            stop_early: skip the layers after the last level taken.
+            output_fmt: ``"NCHW"``, the only layout.
+            intermediates_only: return only the list of intermediates.
+        """
+        if output_fmt != "NCHW":
+            raise ValueError(f"nb101 features are NCHW only, got output_fmt={output_fmt!r}")
+        take_indices, max_index = feature_take_indices(len(self.stage_ends), indices)
+        take = [self.stage_ends[i] for i in take_indices]
+        layers = self.layers
+        if stop_early and not torch.jit.is_scripting():  # TorchScript cannot slice a Sequential
+            layers = self.layers[: self.stage_ends[max_index] + 1]
+        intermediates = []
+        x = self.stem(x)
+        for i, layer in enumerate(layers):
+            x = layer(x)
+            if i in take:
+                intermediates.append(x)
+        if intermediates_only:
+            return intermediates
+        return x, intermediates
+
+    def prune_intermediate_layers(
+        self, indices: int | list[int] = 1, prune_norm: bool = False, prune_head: bool = True
+    ) -> list[int]:
+        """Drop the layers after the last level in ``indices`` (timm's interface); the kept levels.
+
+        The pooling and classifier go with ``prune_head`` or when layers go (they are sized for
+        the last stack); ``prune_norm`` has nothing to remove.
+        """
+        take_indices, max_index = feature_take_indices(len(self.stage_ends), indices)
+        end = self.stage_ends[max_index]
+        truncated = end < len(self.layers) - 1
+        self.layers = self.layers[: end + 1]
+        if truncated:
+            self.num_features = self.head_hidden_size = self.feature_info[max_index]["num_chs"]
+        if prune_head or truncated:
+            self.reset_classifier(0, "")
+        return take_indices
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)
-        for layer in self.layers:
-            x = layer(x)
-        return x
+        if self.grad_checkpointing and not torch.jit.is_scripting():
+            return checkpoint_seq(self.layers, x)
+        return self.layers(x)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.global_pool(x).flatten(1)
-        x = self.head_drop(x)
+        x = self.head_drop(self.global_pool(x))
         return x if pre_logits else self.classifier(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
 
 
-@register_model
-def nb101(pretrained: bool = False, arch: str | NB101Arch | None = None, **kwargs: Any) -> NB101Network:
-    """NAS-Bench-101 network for the cell string ``arch`` (default: the README's Inception-like cell)."""
+def _cfg(**kwargs: Any) -> dict[str, Any]:
+    cfg = dict(
+        url="",
+        num_classes=10,
+        input_size=(3, 32, 32),
+        pool_size=(8, 8),
+        crop_pct=1.0,
+        interpolation="bilinear",
+        mean=(0.4914, 0.4822, 0.4465),
+        std=(0.2470, 0.2435, 0.2616),
+        first_conv="stem.0",
+        classifier="classifier",
+    )
+    cfg.update(kwargs)
+    return cfg
+
+
+#: timm's pretrained configurations (CIFAR-10 input and normalization; no weights).
+default_cfgs = generate_default_cfgs({"nb101": _cfg()})
+
+
+def build(
+    arch: NB101Arch, variant: str = "nb101", pretrained: bool = False, **kwargs: Any
+) -> NB101Network:
+    """The network of ``arch`` through timm's ``build_model_with_cfg`` (the pretrained config of
+    ``variant``; ``features_only`` and the other timm creation options in ``kwargs``)."""
     if pretrained:
-        raise ValueError("nb101 networks have no pretrained weights; use pretrained=False")
-    for key in ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir"):  # timm's own creation arguments
-        kwargs.pop(key, None)
-    cell = arch if isinstance(arch, NB101Arch) else decode(DEFAULT_ARCH if arch is None else arch)
-    return NB101Network(cell, **kwargs)
+        raise ValueError(f"{variant} networks have no pretrained weights; use pretrained=False")
+    feature_cfg = dict(
+        out_indices=tuple(range(kwargs.get("num_stacks", 3))), flatten_sequential=True
+    )
+    feature_cfg.update(kwargs.pop("feature_cfg", None) or {})
+    return build_model_with_cfg(
+        NB101Network, variant, pretrained, arch=arch, feature_cfg=feature_cfg, **kwargs
+    )
+
+
+@register_model
+def nb101(
+    pretrained: bool = False, arch: str | NB101Arch | None = None, **kwargs: Any
+) -> NB101Network:
+    """NAS-Bench-101 network for the cell ``arch`` (its string form or an
+    :class:`~nas.arch.nb101.NB101Arch`); without one, the README's Inception-like cell."""
+    if arch is None:
+        arch = decode(DEFAULT_ARCH)
+    elif isinstance(arch, str):
+        arch = decode(arch)
+    elif not isinstance(arch, NB101Arch):
+        raise TypeError(f"arch must be a cell string or an NB101Arch, got {type(arch).__name__}")
+    return build(arch, "nb101", pretrained, **kwargs)
