@@ -24,3 +24,14 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.fail(f"real test data not found at {SHARED_DATA}; the project expects ../shared beside it")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def cifar10_jpeg(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real CIFAR-10 JPEG ImageFolder tree (train/, val/), extracted once into a temp folder."""
+    import tarfile
+
+    root = tmp_path_factory.mktemp("cifar10_jpeg")
+    with tarfile.open(shared_data / "cifar10" / "cifar10_jpeg_12k.tar.gz") as tar:
+        tar.extractall(root, filter="data")
+    return root

@@ -50,3 +50,44 @@ def test_the_train_step_works_right_after_the_quickstart(tmp_path: Path, monkeyp
     assert cli.model.hparams.model_kwargs["arch"] == winner.arch, "trains the searched cell"
     assert cli.trainer.global_step == 2
     assert (tmp_path / "runs" / "train" / "nb201_cifar10" / "checkpoints" / "last.ckpt").is_file()
+
+
+def _readme_commands() -> list[str]:
+    """Every ``python ...`` line of the README's bash blocks (continuations joined)."""
+    text = (ROOT / "README.md").read_text()
+    out = []
+    for block in re.findall(r"```bash\n(.*?)```", text, re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = line.split("  #")[0].strip()
+            if line.startswith("python "):
+                out.append(" ".join(line.split()))
+    return out
+
+
+def test_the_readme_shows_these_commands_verbatim() -> None:
+    shown = _readme_commands()
+    for command in (TRAIN, SMALL_IMAGES_SEARCH, SMALL_IMAGES_TRAIN):
+        assert " ".join(command.split()) in shown, command
+
+
+#: The README's search and one-epoch training on small images (the CIFAR-10 JPEG tree).
+SMALL_IMAGES_SEARCH = "python search.py --config configs/search/mbv2_cifar10.yaml --data.init_args.root cifar10_jpeg"
+SMALL_IMAGES_TRAIN = (
+    "python train.py fit --config configs/train/mbv2_imagenet.yaml --model.arch runs/search/mbv2_cifar10/winner.yaml "
+    "--data.init_args.root cifar10_jpeg --model.num_classes 10 --trainer.max_epochs 1 --trainer.accelerator cpu "
+    "--trainer.devices 1 --trainer.precision 32-true"
+)
+
+
+def test_small_images_search_then_one_epoch_from_the_readme(tmp_path: Path, monkeypatch, cifar10_jpeg: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "configs").symlink_to(ROOT / "configs")
+    (tmp_path / "cifar10_jpeg").symlink_to(cifar10_jpeg)
+    winner = search.main([*_args(SMALL_IMAGES_SEARCH, "search.py"), "--search.num_candidates", "3"])
+    assert winner.space == "mbv2" and winner.resolution == 32 and winner.flops <= 20e6
+    assert Winner.from_yaml(tmp_path / "runs" / "search" / "mbv2_cifar10" / "winner.yaml") == winner
+    cli = train.main([*_args(SMALL_IMAGES_TRAIN, "train.py"), "--trainer.limit_train_batches=2",
+                      "--trainer.limit_val_batches=1", "--trainer.num_sanity_val_steps=0",
+                      "--trainer.enable_progress_bar=false", "--data.init_args.num_workers=0"])  # fmt: skip
+    assert cli.model.hparams.model_kwargs["arch"] == winner.arch and cli.trainer.global_step == 2
+    assert cli.datamodule.image_size == 32, "trains at the winner's resolution"
