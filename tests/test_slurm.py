@@ -233,6 +233,20 @@ def _show(out: str, *patterns: str) -> None:
 
 # ------------------------------------------------------------------ bad input
 @pytest.mark.slurm
+def test_local_cluster_up_is_idempotent(slurm: Cluster) -> None:
+    def pids() -> list[str]:
+        return re.findall(r"running \(pid (\d+)\)", slurm.run("bash", str(CLUSTER), "status"))
+
+    before = pids()
+    assert len(before) == 3, "munged, slurmctld and slurmd"
+    again = slurm.run("bash", str(CLUSTER), "up")
+    assert "started" not in again and "is idle" in again, again
+    assert pids() == before, "a second `up` starts nothing"
+    nodes = slurm.run("sinfo", "-h", "-N", "-o", "%N %c %T")
+    print(f"    {nodes.strip()} (cpus: nproc = {os.cpu_count()})")
+
+
+@pytest.mark.slurm
 def test_sbatch_recipes_refuse_bad_input_at_once(slurm: Cluster, tmp_path: Path) -> None:
     cases = [
         ("train.sbatch", {"CONFIG": "configs/train/missing.yaml"}, (), "config file 'configs/train/missing.yaml' does not exist"),
@@ -288,6 +302,7 @@ def _csv_logger(root: Path) -> str:
     )
 
 
+@pytest.mark.slow
 @pytest.mark.slurm
 def test_preemption_requeues_and_resumes_at_the_saved_step(slurm: Cluster, tmp_path: Path) -> None:
     root, out = tmp_path / "preempt", tmp_path / "preempt.out"
@@ -335,42 +350,68 @@ def _candidates(folder: Path) -> dict[str, str]:
         return {r["arch"]: r["wrcor"] for r in csv.DictReader(f)}
 
 
-@pytest.mark.slurm
-def test_search_sbatch_matches_one_process_and_resumes_after_scancel(slurm: Cluster, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def one_process_search(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, str], tuple[str, float]]:
+    """The reference: the same search in one process (this one); its candidates' scores and winner."""
     import search
 
+    folder = tmp_path_factory.mktemp("one_process_search")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as each task: the same kernels, the same scores to the last bit
     try:
-        reference = search.main(["--config", SEARCH_CFG, *SEARCH_ARGS, "--search.output_dir", str(tmp_path / "one")])
+        winner = search.main(["--config", SEARCH_CFG, *SEARCH_ARGS, "--search.output_dir", str(folder)])
     finally:
         torch.set_num_threads(threads)
-    ref = _candidates(tmp_path / "one")
-    assert len(ref) == 40
+    scores = _candidates(folder)
+    assert len(scores) == 40
+    return scores, (winner.arch, winner.score)
 
+
+def _search_result(folder: Path) -> tuple[dict[str, str], tuple[str, float]]:
+    winner = yaml.safe_load((folder / "winner.yaml").read_text())
+    return _candidates(folder), (winner["arch"], winner["score"])
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+def test_search_sbatch_two_tasks_matches_one_process(
+    slurm: Cluster, tmp_path: Path, one_process_search: tuple[dict[str, str], tuple[str, float]]
+) -> None:
     folder, out = tmp_path / "two", tmp_path / "search.out"
-    options = ("--time=10",)
-    args = (*SEARCH_ARGS, "--search.output_dir", str(folder))
-
-    def some_scored() -> bool:
-        return (folder / "candidates.csv").exists() and len((folder / "candidates.csv").read_text().splitlines()) > 2
-
-    job = slurm.submit("search.sbatch", out, *options, args=args)
-    slurm.wait(job, timeout=600, until=some_scored)
-    slurm.run("scancel", str(job))
-    cancelled = slurm.wait(job, timeout=120)
-    partial = _candidates(folder)
-    assert cancelled["JobState"] == "CANCELLED" and 0 < len(partial) < 40, (cancelled["JobState"], len(partial))
-    again = slurm.submit("search.sbatch", out, *options, args=args)
-    info = slurm.wait(again, timeout=600)
+    job = slurm.submit("search.sbatch", out, "--time=10", args=(*SEARCH_ARGS, "--search.output_dir", str(folder)))
+    info = slurm.wait(job, timeout=600)
     text = out.read_text()
     _show(text, r"^job \d+ restart", "GLOBAL_RANK", "zero-shot search", "winner:")
     assert info["JobState"] == "COMPLETED", text
     assert "GLOBAL_RANK: 0, MEMBER: 1/2" in text and "GLOBAL_RANK: 1, MEMBER: 2/2" in text
+    scores, winner = _search_result(folder)
+    ref_scores, ref_winner = one_process_search
+    assert scores == ref_scores, "the same candidates with the same scores as one process"
+    assert winner == ref_winner
+    print(f"    one process: {ref_winner}; 2 tasks: {winner}")
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+def test_search_sbatch_resumes_after_scancel_to_the_same_winner(
+    slurm: Cluster, tmp_path: Path, one_process_search: tuple[dict[str, str], tuple[str, float]]
+) -> None:
+    folder, out = tmp_path / "two", tmp_path / "search.out"
+    args = (*SEARCH_ARGS, "--search.output_dir", str(folder))
+    csv_file = folder / "candidates.csv"
+    job = slurm.submit("search.sbatch", out, "--time=10", args=args)
+    slurm.wait(job, timeout=600, until=lambda: csv_file.exists() and len(csv_file.read_text().splitlines()) > 2)
+    slurm.run("scancel", str(job))
+    cancelled = slurm.wait(job, timeout=120)
+    partial = _candidates(folder)
+    assert cancelled["JobState"] == "CANCELLED" and 0 < len(partial) < 40, (cancelled["JobState"], len(partial))
+    again = slurm.submit("search.sbatch", out, "--time=10", args=args)
+    info = slurm.wait(again, timeout=600)
+    text = out.read_text()
+    _show(text, r"^job \d+ restart", "CANCELLED", "zero-shot search", "winner:", "Error")
+    assert info["JobState"] == "COMPLETED", text
     assert re.search(rf"40 candidates \(\d+ scored now, {len(partial)} resumed\)", text), text
-    two = _candidates(folder)
-    assert two == ref, "the same candidates with the same scores as one process"
-    winner = yaml.safe_load((folder / "winner.yaml").read_text())
-    assert (winner["arch"], winner["score"]) == (reference.arch, reference.score)
-    print(f"    cancelled after {len(partial)} of 40 candidates; one process: {reference.arch} {reference.score}; "
-          f"2 tasks, resumed: {winner['arch']} {winner['score']}")  # fmt: skip
+    scores, winner = _search_result(folder)
+    ref_scores, ref_winner = one_process_search
+    assert scores == ref_scores and winner == ref_winner
+    print(f"    cancelled after {len(partial)} of 40 candidates; one process: {ref_winner}; resumed on 2 tasks: {winner}")
