@@ -119,12 +119,11 @@ def _running(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
-def test_dataloader_workers_die_of_the_signal_when_the_main_process_would(tmp_path: Path) -> None:
-    # no handler in this process: SIGTERM ends the workers as before, and a program that exits
-    # with a live persistent iterator is not kept waiting by them (multiprocessing terminates
-    # and joins its daemonic children at exit)
+def test_a_program_that_does_not_catch_sigterm_exits_with_live_workers() -> None:
+    # The workers die of SIGTERM as by default when their main process does not catch it: so
+    # multiprocessing's terminate-and-join of daemonic children at exit ends them (a worker that
+    # always ignored SIGTERM would keep the program waiting here forever).
     script = (
-        "import sys, time\n"
         "from datamodules import CIFARDataModule\n"
         "dm = CIFARDataModule(num_workers=2, batch_size=16)\n"
         "dm.setup('fit')\n"
@@ -132,7 +131,6 @@ def test_dataloader_workers_die_of_the_signal_when_the_main_process_would(tmp_pa
         "next(it)\n"
         "print(*[w.pid for w in it._workers], flush=True)\n"
     )
-    start = time.monotonic()
     done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     pids = [int(p) for p in done.stdout.split()]
@@ -141,15 +139,6 @@ def test_dataloader_workers_die_of_the_signal_when_the_main_process_would(tmp_pa
     while [p for p in pids if _running(p)] and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not [p for p in pids if _running(p)], "workers outlived their program"
-    assert time.monotonic() - start < 60
-
-    loader = _datamodule("cifar", tmp_path).train_dataloader()
-    it = iter(loader)
-    next(it)
-    subprocess.run(["kill", "-TERM", str(it._workers[0].pid)], check=True)
-    with pytest.raises(RuntimeError, match=r"DataLoader worker \(pid.*(killed by signal: Terminated|exited unexpectedly)"):
-        for _ in it:
-            time.sleep(0.1)
 
 
 # ------------------------------------------------------------------ the cluster

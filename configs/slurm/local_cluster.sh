@@ -64,8 +64,8 @@ ClusterName=wrcor-local
 SlurmctldHost=$NODE(127.0.0.1)
 SlurmctldPort=$CTLD_PORT
 SlurmdPort=$SLURMD_PORT
-SlurmUser=root
-SlurmdUser=root
+SlurmUser=$(id -un)
+SlurmdUser=$(id -un)
 # cred_expire is also how long a requeued job waits before it may start again (default 120 s)
 AuthType=auth/munge
 CredType=cred/munge
