@@ -231,8 +231,9 @@ def test_local_cluster_up_is_idempotent(slurm: Cluster) -> None:
     again = slurm.run("bash", str(CLUSTER), "up")
     assert "started" not in again and "is idle" in again, again
     assert pids() == before, "a second `up` starts nothing"
-    nodes = slurm.run("sinfo", "-h", "-N", "-o", "%N %c %T")
-    print(f"    {nodes.strip()} (cpus: nproc = {os.cpu_count()})")
+    node, cpus, state = slurm.run("sinfo", "-h", "-N", "-o", "%N %c %T").split()
+    print(f"    node {node}: {cpus} CPUs, {state}")
+    assert int(cpus) == len(os.sched_getaffinity(0)), "the node has the machine's cores"
 
 
 @pytest.mark.slurm

@@ -54,7 +54,8 @@ install_packages() {
 
 write_conf() {
     local cpus mem_mb
-    cpus=$(nproc)
+    # the machine's processing units (nproc alone would follow OMP_NUM_THREADS)
+    cpus=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)
     # 90% of the memory: slurmd drains a node that reports less than it is configured with
     mem_mb=$(awk '/^MemTotal:/ {printf "%d", $2 * 0.9 / 1024}' /proc/meminfo)
     mkdir -p "$STATE/ctld" "$STATE/spool" "$STATE/log"
