@@ -314,7 +314,9 @@ def test_preemption_requeues_and_resumes_at_the_saved_step(slurm: Cluster, tmp_p
     requeued = slurm.wait(job, timeout=180, until=lambda: slurm.job(job)["Restarts"] == "1")
     # the restart gets the long limit back (so it is not warned at once) while it waits to start
     slurm.run("scontrol", "update", f"JobId={job}", "TimeLimit=10")
-    saved = torch.load(hpc, map_location="cpu", weights_only=False)["global_step"]
+    state = torch.load(hpc, map_location="cpu", weights_only=False)
+    saved = state["global_step"]
+    stepped = state["loops"]["fit_loop"]["epoch_loop.state_dict"].get("_batches_that_stepped")
     slurm.wait(job, timeout=600, until=logged(1, 2 * STEPS_PER_EPOCH))
     slurm.run("scancel", str(job))
     info = slurm.wait(job, timeout=120)
@@ -328,7 +330,7 @@ def test_preemption_requeues_and_resumes_at_the_saved_step(slurm: Cluster, tmp_p
     assert "Restored all states from the checkpoint" in text, text
     assert "DataLoader worker" not in text and "killed by signal" not in text, text
     first, second = (_steps(m) for m in metrics)
-    print(f"    HPC checkpoint at global step {saved}; first start logged steps {first[0]}..{first[-1]}, "
+    print(f"    HPC checkpoint at global step {saved} (logger step {stepped}); first start logged steps {first[0]}..{first[-1]}, "
           f"the restart {second[0]}..{second[-1]}")  # fmt: skip
     assert first[:saved] == list(range(saved)), "every step before the checkpoint, once"
     assert second == list(range(saved, saved + len(second))), "the restart continues at the saved step, no gap or repeat"
