@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 APT_PKGS := pkg-config libopencv-dev libturbojpeg0-dev
 
-.PHONY: venv search test test-all lint benchmark clean
+.PHONY: venv search test test-all lint benchmark clean slurm-up slurm-down
 
 $(VENV)/.installed: pyproject.toml
 	@if [ "$$(id -u)" = "0" ] && ! (pkg-config --exists opencv4 && pkg-config --exists libturbojpeg) 2>/dev/null; then \
@@ -27,6 +27,13 @@ test: venv
 
 test-all: venv
 	$(PY) -m pytest -q
+
+# a one-node SLURM cluster on this machine for configs/slurm/*.sbatch (tests/test_slurm.py brings it up itself)
+slurm-up:
+	bash configs/slurm/local_cluster.sh up
+
+slurm-down:
+	bash configs/slurm/local_cluster.sh down
 
 lint: venv
 	$(VENV)/bin/ruff check .

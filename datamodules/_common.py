@@ -1,9 +1,14 @@
-"""Pieces shared by the datamodules: normalization constants and batch-size bookkeeping."""
+"""Pieces shared by the datamodules: normalization constants, batch-size bookkeeping, and the
+signal handling of DataLoader worker processes."""
 
 from __future__ import annotations
 
+import functools
+import os
+import signal
 from collections.abc import Sequence
 from pathlib import Path
+from types import FrameType
 
 from lightning.pytorch import Trainer
 
@@ -14,6 +19,53 @@ CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 CIFAR100_MEAN = (0.5071, 0.4865, 0.4409)
 CIFAR100_STD = (0.2673, 0.2564, 0.2762)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+
+
+# The signals SLURM sends to every process of a job step and Lightning's SLURM support handles
+# in the main process during fit: SIGUSR1 (``--signal``: save an HPC checkpoint and requeue) and
+# SIGTERM (cancellation, time limit, the requeue itself: stop at the next batch).
+MAIN_PROCESS_SIGNALS = tuple(getattr(signal, name) for name in ("SIGUSR1", "SIGTERM") if hasattr(signal, name))
+
+
+def worker_init(worker_id: int) -> None:
+    """``worker_init_fn`` of the datamodules' DataLoaders: SLURM's signals are the main process's.
+
+    slurmstepd signals every process of a job step, DataLoader workers included. A worker killed
+    by SIGUSR1 or SIGTERM makes the main process raise "DataLoader worker (pid ...) is killed by
+    signal" in the middle of Lightning's checkpoint and requeue (Lightning issue #20280); a forked
+    worker that kept Lightning's handlers would run them itself. So a worker ignores these signals
+    while its main process catches them (Lightning during fit), which then shuts its workers down
+    as usual. Otherwise (the main process would die of the signal too, or it has gone, or
+    ``/proc`` cannot tell) the worker dies of the signal as it would by default: a worker that
+    ignored SIGTERM then would block ``multiprocessing``'s terminate-and-join at exit.
+
+    Args:
+        worker_id: index of the worker (unused; the DataLoader passes it).
+    """
+    handler = functools.partial(_leave_to_main_process, os.getppid())
+    for signum in MAIN_PROCESS_SIGNALS:
+        signal.signal(signum, handler)
+
+
+def _leave_to_main_process(parent: int, signum: int, frame: FrameType | None) -> None:
+    if _catches(parent, signum):
+        return
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+
+def _catches(parent: int, signum: int) -> bool:
+    """Whether ``parent`` is still this process's parent and has a handler for ``signum``."""
+    if os.getppid() != parent:
+        return False
+    try:
+        status = Path(f"/proc/{parent}/status").read_text()
+    except OSError:
+        return False
+    for line in status.splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) >> (signum - 1) & 1)
+    return False
 
 
 def world_size(trainer: Trainer | None) -> int:

@@ -20,6 +20,7 @@ from datamodules._common import (
     CIFAR100_STD,
     check_batch_args,
     per_device_batch_size,
+    worker_init,
     world_size,
 )
 from nas.data import cifar10_sample
@@ -171,6 +172,7 @@ class CIFARDataModule(LightningDataModule):
             num_workers=self.num_workers,
             drop_last=self.drop_last and train,
             persistent_workers=self.num_workers > 0,
+            worker_init_fn=worker_init,
             pin_memory=torch.cuda.is_available(),
         )
 

@@ -23,6 +23,7 @@ from datamodules._common import (
     check_image_args,
     check_image_folder,
     per_device_batch_size,
+    worker_init,
     world_size,
 )
 from datamodules.augment import AUTOAUGMENT_FILL, batch_augment
@@ -158,6 +159,7 @@ class ImageFolderDataModule(LightningDataModule):
             pin_memory=self.pin_memory and torch.cuda.is_available(),
             drop_last=self.drop_last and train,
             persistent_workers=self.num_workers > 0,
+            worker_init_fn=worker_init,
         )
 
     def train_dataloader(self) -> DataLoader:
