@@ -176,12 +176,18 @@ class ZeroShotSearch(Callback):
         )
         rank, world = trainer.global_rank, trainer.world_size
         writer = rank == 0
-        folder = RunFolder(
-            self.output_dir, {"scoring": scorer.config(), "search": self.config()}, self.objective.members,
-            overwrite=self.overwrite, writer=writer, restart_hint="rerun with --search.overwrite true",
-        )  # fmt: skip
+        config = {"scoring": scorer.config(), "search": self.config()}
+
+        def open_folder() -> RunFolder:
+            return RunFolder(self.output_dir, config, self.objective.members, overwrite=self.overwrite, writer=writer,
+                             restart_hint="rerun with --search.overwrite true")  # fmt: skip
+
+        # rank 0 checks, clears (overwrite) and writes the folder before any other rank reads it
+        folder = open_folder() if writer else None
         if world > 1:
             trainer.strategy.barrier("zero_shot_search_folder")
+        if folder is None:
+            folder = open_folder()
         resumed = folder.count
         map_fn = serial_map(scorer) if world == 1 else _distributed_map(scorer, rank, world)
         tracked = None if self.objective.aggregate is not None else self.objective.members[0]

@@ -31,6 +31,7 @@ import hashlib
 import io
 import json
 import math
+import os
 import shutil
 import time
 import warnings
@@ -354,7 +355,9 @@ class RunFolder:
             self._preload(Path(cache), config.get("scoring", {}))
         if writer:
             self.path.mkdir(parents=True, exist_ok=True)
-            cfg_file.write_text(json.dumps(config, indent=2, sort_keys=True))
+            tmp = cfg_file.with_suffix(".json.tmp")  # readers never see a half-written file
+            tmp.write_text(json.dumps(config, indent=2, sort_keys=True))
+            os.replace(tmp, cfg_file)
         self._file = None
         self._csv: csv.DictWriter | None = None
         self.count = len(self.stored)
