@@ -32,7 +32,10 @@ from lightning.pytorch import Trainer, seed_everything
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
+from lightning.pytorch.plugins.environments import SLURMEnvironment
 from typing_extensions import override
+
+from callbacks.requeue import RequeueOnSignal
 
 #: Set to 1 to see the traceback of an error instead of its one line.
 DEBUG_ENV = "WRCOR_DEBUG"
@@ -254,6 +257,10 @@ class ProgramCLI(LightningCLI):
             self._get(self.config_init, key) for key in self._parser(self.subcommand).callback_keys
         ]
         if self.trains(config):
+            if SLURMEnvironment.detect() and not config.get("plugins"):
+                # preemption at a batch boundary: no step lost or repeated (callbacks.RequeueOnSignal)
+                config["plugins"] = [SLURMEnvironment(auto_requeue=False)]
+                callbacks.append(RequeueOnSignal())
             if config.get("logger") is None:
                 config["logger"] = default_loggers(config.get("default_root_dir") or os.getcwd())
             if config.get("logger") is not False:
