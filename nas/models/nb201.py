@@ -155,6 +155,10 @@ class NB201Network(nn.Module):
         """Depth-ordered layers for WRCor: the 17 cells (reductions included), then the final BN-ReLU."""
         return [*self.cells, self.lastact]
 
+    def feature_blocks(self) -> list[nn.Module]:
+        """Sequential blocks whose outputs are the network's successive feature maps: the stem, then the 17 cells."""
+        return [self.stem, *self.cells]
+
     def get_classifier(self) -> nn.Module:
         return self.classifier
 
