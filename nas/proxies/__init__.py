@@ -11,7 +11,7 @@ Example:
     True
 """
 
-from nas.proxies import aznas, baselines, cost, many, vote, wrcor  # noqa: E402,F401  (register the built-in proxies)
+from nas.proxies import aznas, baselines, cost, many, vkdnw, vote, wrcor  # noqa: E402,F401  (register the built-in proxies)
 from nas.proxies.base import (
     ProxyResult,
     ProxySpec,
