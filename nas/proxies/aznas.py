@@ -41,9 +41,11 @@ Where the authors' code differs from the paper or from this module, and which is
 
 - initialization: the authors re-initialize every network before scoring (Kaiming normal,
   fan-in, biases 0, norm weights 1); the project scores a network at its own initialization,
-  and so does this module. With BatchNorm after every convolution the measures hardly depend
-  on the scale of the weights (only the unnormalized 1x1 shortcut of NAS-Bench-201's reduction
-  blocks sees it), so no option is offered;
+  and so does this module (no option: the effect of the authors' rule was not measured). With
+  BatchNorm in training mode after a convolution, the block outputs do not depend on the scale
+  of that convolution's weights; on NAS-Bench-201 that is every convolution but the
+  unnormalized 1x1 shortcut of the two reduction blocks, so the rule changes the shape of the
+  weight distribution (normal instead of PyTorch's uniform) more than its scale;
 - input: on NAS-Bench-201 the authors feed Gaussian noise ``randn``; here the caller's batch
   (the project's benchmark passes real images) is used;
 - the Rademacher signal: the authors draw it from the global RNG; here from a
