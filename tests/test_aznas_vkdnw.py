@@ -221,7 +221,7 @@ def test_vkdnw_members_on_nb201_and_an_unmodified_model() -> None:
 def test_vkdnw_bad_input_is_named() -> None:
     with pytest.raises(ValueError, match="no trainable parameters"):
         nas.proxies.score("vkdnw", nn.Sequential(nn.Flatten()), torch.randn(2, 3))
-    with pytest.raises(ValueError, match=r"position must be in \[0, 1\]"):
+    with pytest.raises(ValueError, match=r"position must be in \[0, 1\] or .random."):
         nas.proxies.score("vkdnw", nn.Linear(3, 2), torch.randn(2, 3), position=2.0)
     with pytest.raises(ValueError, match="fisher='exact' is not allowed"):
         nas.proxies.score("vkdnw", nn.Linear(3, 2), torch.randn(2, 3), fisher="exact")
@@ -231,3 +231,14 @@ def test_vkdnw_bad_input_is_named() -> None:
     x[0, 0] = float("nan")
     with pytest.raises(FloatingPointError, match="logits of model Linear are not finite"):
         nas.proxies.score("vkdnw", nn.Linear(3, 2), x)
+
+
+def test_random_position_is_the_authors_seeded_draw() -> None:
+    import random
+
+    model = small_nb201()
+    picks = vkdnw.sampled_weights(model, 10, "random")
+    draw = random.Random(12)
+    expected = [(k, draw.randint(0, p.numel() - 1)) for k, p in model.named_parameters()][:10]
+    assert picks == expected
+    assert vkdnw.sampled_weights(model, 3, 1.0) == [(k, p.numel() - 1) for k, p in list(model.named_parameters())[:3]]

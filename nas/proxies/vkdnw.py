@@ -43,11 +43,16 @@ Where the authors' code differs from the paper or from this module, and which is
 - eigenvalues: the authors take singular values of ``F`` in float32 and add ``1e-10`` inside
   the normalization and the log; here ``eigvalsh`` in float64 with round-off negatives clipped
   to 0 (counted), ``0 log 0 = 0``, and ``-inf`` when every decile is 0;
-- sampling: the final NAS-Bench-201 code takes ``p`` evenly spaced weights per tensor (``p`` a
-  command-line value, 0 by default, which selects none); the version the published tables were
-  computed with (November 2024) takes one weight at relative position ``p = 0`` per tensor, which
-  is what is followed. The authors' MobileNet code samples 128 of all tensors at random
-  (``random.Random(number of tensors)``) and uses 11 quantiles (0%, 10%, ..., 100%).
+- sampling: the history of the authors' NAS-Bench-201 code has three rules and does not say
+  which produced the published tables: (a) commit f2c352d (17 Nov 2024, the commit of the
+  analysis notebook with the "final" runs) draws one weight per tensor at random
+  (``random.seed(12)``, ``randint(0, numel - 1)``; ``position="random"`` here); (b) from commit
+  95fbc58 the same day, one weight at relative position ``p`` (0 by default: the first element;
+  ``position=0.0``, the default here); (c) the final code (8705d2a onwards) takes ``p`` evenly
+  spaced weights per tensor with ``p = 0`` by default, which selects none. All keep the first
+  128 tensors. The authors' MobileNet code instead samples 128 of all tensors at random
+  (``random.Random(number of tensors)``), takes the first element of each, and uses 11
+  quantiles (0%, 10%, ..., 100%).
 
 Non-finite logits or Jacobians raise ``FloatingPointError`` naming the model (the Fisher matrix
 is then undefined); a model without parameters raises ``ValueError``.
@@ -56,6 +61,7 @@ is then undefined); a model without parameters raises ``ValueError``.
 from __future__ import annotations
 
 import math
+import random
 import time
 from collections.abc import Callable, Collection
 from typing import Any, Literal
@@ -75,6 +81,9 @@ QUANTILES: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 SMOOTHING = 0.05
 
 FisherForm = Literal["code", "paper"]
+Position = float | Literal["random"]
+#: Seed of the authors' random choice of one weight per tensor (``position="random"``).
+RANDOM_SEED = 12
 Outcome = ProxyResult | Exception
 
 
@@ -96,11 +105,19 @@ def cholesky_factor(p: torch.Tensor) -> torch.Tensor:
     return torch.where(strict, low, torch.zeros_like(low)) + eye * d[:, None, :]
 
 
-def sampled_weights(model: nn.Module, tensors: int, position: float) -> list[tuple[str, int]]:
-    """``(parameter name, flat index)`` of the weights whose Fisher information is taken."""
+def sampled_weights(model: nn.Module, tensors: int, position: Position) -> list[tuple[str, int]]:
+    """``(parameter name, flat index)`` of the weights whose Fisher information is taken.
+
+    ``position`` in ``[0, 1]``: flat index ``int(position * (numel - 1))`` of each tensor;
+    ``"random"``: ``randint(0, numel - 1)`` of a ``random.Random(12)`` drawn for every tensor in
+    order (the authors' draw), then the first ``tensors`` kept.
+    """
     names = [(k, p.numel()) for k, p in model.named_parameters() if p.requires_grad]
     if not names:
         raise ValueError(f"vkdnw: model {model_name(model)} has no trainable parameters")
+    if position == "random":
+        draw = random.Random(RANDOM_SEED)
+        return [(k, draw.randint(0, numel - 1)) for k, numel in names][:tensors]
     return [(k, int(position * (numel - 1))) for k, numel in names[:tensors]]
 
 
@@ -170,7 +187,7 @@ def fisher_matrix(
     inputs: torch.Tensor,
     *,
     tensors: int = 128,
-    position: float = 0.0,
+    position: Position = 0.0,
     fisher: FisherForm = "code",
 ) -> tuple[torch.Tensor, dict[str, Any]]:
     """The Fisher information (float64, ``P x P``) of the sampled weights; see the module docstring."""
@@ -221,7 +238,7 @@ def vkdnw_family(
     wanted: Collection[str] = VKDNW_MEMBERS,
     *,
     tensors: int = 128,
-    position: float = 0.0,
+    position: Position = 0.0,
     fisher: FisherForm = "code",
 ) -> dict[str, Outcome]:
     """``vkdnw``, ``vkdnw_dim`` and ``vkdnw_single`` from one Fisher computation.
@@ -232,7 +249,8 @@ def vkdnw_family(
             expectation over the network's own predictive distribution).
         wanted: the members to compute (a subset of :data:`VKDNW_MEMBERS`).
         tensors: how many parameter tensors (in ``named_parameters()`` order) give one weight.
-        position: relative flat position of that weight in its tensor, in ``[0, 1]``.
+        position: relative flat position of that weight in its tensor, in ``[0, 1]``, or
+            ``"random"`` (the authors' seeded draw, see :func:`sampled_weights`).
         fisher: ``"code"`` (the authors' ``J^T L^T L J``) or ``"paper"`` (``J^T C J``).
 
     Returns:
@@ -243,8 +261,8 @@ def vkdnw_family(
         raise ValueError(f"not members of the VKDNW family: {sorted(unknown)}; members: {VKDNW_MEMBERS}")
     if not isinstance(tensors, int) or tensors < 1:
         raise ValueError(f"vkdnw: tensors must be a positive int, got {tensors!r}")
-    if not 0.0 <= position <= 1.0:
-        raise ValueError(f"vkdnw: position must be in [0, 1], got {position!r}")
+    if position != "random" and not (isinstance(position, (int, float)) and 0.0 <= position <= 1.0):
+        raise ValueError(f"vkdnw: position must be in [0, 1] or 'random', got {position!r}")
     if fisher not in ("code", "paper"):
         raise ValueError(f"vkdnw: unknown fisher {fisher!r}; allowed: 'code', 'paper'")
     start = time.perf_counter()
@@ -276,7 +294,7 @@ def _member(name: str) -> Callable[..., ProxyResult]:
         targets: torch.Tensor | None = None,
         *,
         tensors: int = 128,
-        position: float = 0.0,
+        position: Position = 0.0,
         fisher: FisherForm = "code",
     ) -> ProxyResult:
         outcome = vkdnw_family(model, inputs, targets, (name,), tensors=tensors, position=position, fisher=fisher)[name]
