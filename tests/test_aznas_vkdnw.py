@@ -242,3 +242,25 @@ def test_random_position_is_the_authors_seeded_draw() -> None:
     expected = [(k, draw.randint(0, p.numel() - 1)) for k, p in model.named_parameters()][:10]
     assert picks == expected
     assert vkdnw.sampled_weights(model, 3, 1.0) == [(k, p.numel() - 1) for k, p in list(model.named_parameters())[:3]]
+
+
+class AddInPlace(nn.Module):
+    """Two blocks, the second's output changed in place afterwards (a residual written as ``+=``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = Scale([1.0, 1.0]), Scale([1.0, 3.0])
+
+    def feature_blocks(self) -> list[nn.Module]:
+        return [self.a, self.b]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.b(self.a(x))
+        y += 100.0 * x.detach()
+        return y
+
+
+def test_expressivity_reads_block_outputs_before_later_in_place_ops() -> None:
+    x = torch.tensor([[1.0, 0.0], [-1.0, 0.0], [0.0, 2.0], [0.0, -2.0]])
+    r = nas.proxies.score("az_expressivity", AddInPlace(), x)
+    assert r.score == pytest.approx(entropy([0.5, 2.0]) + entropy([0.5, 18.0]), abs=1e-9)

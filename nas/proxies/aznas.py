@@ -190,6 +190,9 @@ def az_nas_family(
     proxy = "/".join(w for w in AZ_NAS_MEMBERS if w in wanted)
     mods, source = feature_blocks(model, proxy, blocks)
     features: list[torch.Tensor] = []
+    # copies for the entropies: a later in-place op on a block's output must not change them
+    copies: list[torch.Tensor] = []
+    keep_copies = bool({"az_expressivity", "az_progressivity"} & set(wanted))
     called: set[int] = set()
 
     def hook(module: nn.Module, args: tuple, output: Any) -> None:
@@ -197,6 +200,8 @@ def az_nas_family(
             raise TypeError(f"{proxy}: block {type(module).__name__} returned {type(output).__name__}, expected a tensor")
         called.add(id(module))
         features.append(output)
+        if keep_copies:
+            copies.append(output.detach().clone())
 
     start = time.perf_counter()
     handles = [m.register_forward_hook(hook) for m in mods]
@@ -224,12 +229,12 @@ def az_nas_family(
         )
     shared = time.perf_counter() - start
     base: dict[str, Any] = {"blocks": len(mods), "features": len(features), "block_source": source}
-    nonfinite = [i for i, f in enumerate(features) if not bool(torch.isfinite(f.detach()).all())]
+    nonfinite = [i for i, f in enumerate(copies) if not bool(torch.isfinite(f).all())]
 
     def entropies() -> tuple[list[float], dict[str, Any]]:
         if nonfinite:
             return [], {"nonfinite_features": nonfinite, "reason": f"feature map(s) {nonfinite} have non-finite values"}
-        ent, clipped = zip(*(spectral_entropy(f) for f in features), strict=True)
+        ent, clipped = zip(*(spectral_entropy(f) for f in copies), strict=True)
         extra: dict[str, Any] = {"eigenvalues_clipped": sum(clipped), "entropies": list(ent)}
         constant = [i for i, e in enumerate(ent) if e == float("-inf")]
         if constant:
