@@ -11,8 +11,8 @@ from torch import nn
 import nas
 from nas.data import cifar10_batch
 from nas.models.nb201 import NB201Network
-from nas.spaces.nb201 import parse_cell
 from nas.proxies.aznas import AZ_NAS_MEMBERS
+from nas.spaces.nb201 import parse_cell
 from tests.conftest import RESNET_CELL
 
 BASELINES = ("grad_norm", "snip", "grasp", "fisher", "synflow", "jacob_cov", "naswot", "zen", "zico", "l2_norm")
