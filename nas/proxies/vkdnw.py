@@ -20,6 +20,11 @@ Computation (one pass, :func:`vkdnw_family`):
    eigenvalues of ``F``, normalized to sum 1: ``-sum t log t``. Larger is better (a flatter
    spectrum: no direction of the weights dominates what the network "knows").
 
+Cost: one forward pass, one forward-mode derivative of its module per sampled weight, and one
+backward pass per class ``K`` (the per-sample Jacobian has ``K`` rows): on NAS-Bench-201
+(``K = 10``) about 7 times one plain forward+backward of the same network on the CPU; on
+ImageNet (``K = 1000``) a hundred times more backward passes.
+
 Members:
 
 - ``vkdnw``: that entropy;
