@@ -264,3 +264,20 @@ def test_expressivity_reads_block_outputs_before_later_in_place_ops() -> None:
     x = torch.tensor([[1.0, 0.0], [-1.0, 0.0], [0.0, 2.0], [0.0, -2.0]])
     r = nas.proxies.score("az_expressivity", AddInPlace(), x)
     assert r.score == pytest.approx(entropy([0.5, 2.0]) + entropy([0.5, 18.0]), abs=1e-9)
+
+
+def test_vkdnw_kaiming_init_works_on_a_copy() -> None:
+    model = small_nb201()
+    net = vkdnw.kaiming_copy(model, seed=3)
+    conv = net.cells[0].edges[0][1]
+    fan_in = conv.weight[0].numel()
+    assert conv.weight.std().item() == pytest.approx(math.sqrt(2 / fan_in), rel=0.2)
+    assert torch.equal(net.stem[1].weight, torch.ones(4)) and not torch.equal(conv.weight, model.cells[0].edges[0][1].weight)
+    x, y = cifar10_batch(4)
+    before = snapshot(model)
+    own = nas.proxies.score("vkdnw", model, x, tensors=8).score
+    kaiming = nas.proxies.score("vkdnw", model, x, tensors=8, init="kaiming", seed=3)
+    assert_unchanged(model, before)
+    assert kaiming.diagnostics["init"] == "kaiming" and kaiming.score != own
+    with pytest.raises(ValueError, match="init='xavier' is not allowed"):
+        nas.proxies.score("vkdnw", model, x, init="xavier")

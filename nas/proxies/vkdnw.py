@@ -42,8 +42,12 @@ Where the authors' code differs from the paper or from this module, and which is
   the Cholesky factor ``L`` of ``C`` (``C = L L^T``, the closed form the authors use) from the
   left and takes ``mean_n (L J_n)^T (L J_n) = J^T L^T L J``, which is not ``J^T C J``;
   ``fisher="paper"`` is the Fisher information itself, ``J^T C J``;
-- the authors re-initialize every network before scoring (Kaiming normal, fan-in); the project
-  scores a network at its own initialization, and so does this module;
+- the authors re-initialize every network before scoring: Conv2d/Linear weights Kaiming normal
+  (fan-in, ReLU gain), biases 0, BatchNorm2d/GroupNorm weights 1 and biases 0. The project
+  scores a network at its own initialization (``init="model"``, the default). Because BatchNorm
+  runs on its running statistics here, nothing normalizes the activations and the scale of the
+  weights reaches the Fisher spectrum, so the authors' rule is offered as ``init="kaiming"``
+  (on a copy of the model, drawn from a ``torch.Generator`` seeded by ``seed``);
 - input: the authors feed Gaussian noise on NAS-Bench-201; here the caller's batch;
 - eigenvalues: the authors take singular values of ``F`` in float32 and add ``1e-10`` inside
   the normalization and the log; here ``eigvalsh`` in float64 with round-off negatives clipped
@@ -65,6 +69,7 @@ is then undefined); a model without parameters raises ``ValueError``.
 
 from __future__ import annotations
 
+import copy
 import math
 import random
 import time
@@ -87,6 +92,7 @@ SMOOTHING = 0.05
 
 FisherForm = Literal["code", "paper"]
 Position = float | Literal["random"]
+Init = Literal["model", "kaiming"]
 #: Seed of the authors' random choice of one weight per tensor (``position="random"``).
 RANDOM_SEED = 12
 Outcome = ProxyResult | Exception
@@ -236,6 +242,24 @@ def decile_entropy(f: torch.Tensor) -> tuple[float, dict[str, Any]]:
     return float(-torch.special.xlogy(t, t).sum()), extra
 
 
+def kaiming_copy(model: nn.Module, seed: int) -> nn.Module:
+    """A copy of ``model`` re-initialized by the authors' rule (see the module docstring)."""
+    net = copy.deepcopy(model)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                w = torch.empty(m.weight.shape, dtype=m.weight.dtype)
+                nn.init.kaiming_normal_(w, mode="fan_in", nonlinearity="relu", generator=gen)
+                m.weight.copy_(w)
+                if m.bias is not None:
+                    m.bias.zero_()
+            elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)) and m.affine:
+                m.weight.fill_(1.0)
+                m.bias.zero_()
+    return net
+
+
 def vkdnw_family(
     model: nn.Module,
     inputs: torch.Tensor,
@@ -245,6 +269,8 @@ def vkdnw_family(
     tensors: int = 128,
     position: Position = 0.0,
     fisher: FisherForm = "code",
+    init: Init = "model",
+    seed: int = 0,
 ) -> dict[str, Outcome]:
     """``vkdnw``, ``vkdnw_dim`` and ``vkdnw_single`` from one Fisher computation.
 
@@ -257,6 +283,9 @@ def vkdnw_family(
         position: relative flat position of that weight in its tensor, in ``[0, 1]``, or
             ``"random"`` (the authors' seeded draw, see :func:`sampled_weights`).
         fisher: ``"code"`` (the authors' ``J^T L^T L J``) or ``"paper"`` (``J^T C J``).
+        init: ``"model"`` (the network as given) or ``"kaiming"`` (the authors' re-initialization
+            of a copy; the caller's model is not touched).
+        seed: seed of that re-initialization.
 
     Returns:
         For each wanted member a :class:`ProxyResult` or the exception it raised.
@@ -270,6 +299,8 @@ def vkdnw_family(
         raise ValueError(f"vkdnw: position must be in [0, 1] or 'random', got {position!r}")
     if fisher not in ("code", "paper"):
         raise ValueError(f"vkdnw: unknown fisher {fisher!r}; allowed: 'code', 'paper'")
+    if init not in ("model", "kaiming"):
+        raise ValueError(f"vkdnw: unknown init {init!r}; allowed: 'model', 'kaiming'")
     start = time.perf_counter()
     dim = sum(1 for p in model.parameters() if p.requires_grad)
     out: dict[str, Outcome] = {}
@@ -278,12 +309,13 @@ def vkdnw_family(
     if not {"vkdnw", "vkdnw_single"} & set(wanted):
         return out
     try:
-        f, diag = fisher_matrix(model, inputs, tensors=tensors, position=position, fisher=fisher)
+        net = model if init == "model" else kaiming_copy(model, seed)
+        f, diag = fisher_matrix(net, inputs, tensors=tensors, position=position, fisher=fisher)
         value, extra = decile_entropy(f)
     except FloatingPointError as e:
         return {**out, **{n: e for n in ("vkdnw", "vkdnw_single") if n in wanted}}
     seconds = time.perf_counter() - start
-    diag = {**diag, **extra, "vkdnw_dim": dim}
+    diag = {**diag, **extra, "vkdnw_dim": dim, "init": init}
     if "vkdnw" in wanted:
         out["vkdnw"] = ProxyResult("vkdnw", value, seconds, diag)
     if "vkdnw_single" in wanted:
@@ -301,8 +333,12 @@ def _member(name: str) -> Callable[..., ProxyResult]:
         tensors: int = 128,
         position: Position = 0.0,
         fisher: FisherForm = "code",
+        init: Init = "model",
+        seed: int = 0,
     ) -> ProxyResult:
-        outcome = vkdnw_family(model, inputs, targets, (name,), tensors=tensors, position=position, fisher=fisher)[name]
+        outcome = vkdnw_family(
+            model, inputs, targets, (name,), tensors=tensors, position=position, fisher=fisher, init=init, seed=seed
+        )[name]
         if isinstance(outcome, Exception):
             raise outcome
         return outcome
@@ -317,7 +353,7 @@ _DOCS = {
     Tybl & Neumann, "Training-free NAS through Variance of Knowledge of Deep Network Weights"
     (CVPR 2025). Larger is better. The weights sampled, eval-mode BatchNorm, the ``fisher``
     forms and where the authors' code differs from the paper: :mod:`nas.proxies.vkdnw`.
-    Options: ``tensors``, ``position``, ``fisher``.""",
+    Options: ``tensors``, ``position``, ``fisher``, ``init``, ``seed``.""",
     "vkdnw_dim": """VKDNW's size term: the number of trainable parameter tensors of the network.
 
     Tybl & Neumann (CVPR 2025), the authors' ``vkdnw_dim``. Larger is better. No forward pass.
