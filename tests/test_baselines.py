@@ -12,6 +12,7 @@ import nas
 from nas.arch.nb201 import parse_cell
 from nas.data import cifar10_batch
 from nas.models.nb201 import NB201Network
+from nas.proxies.aznas import AZ_NAS_MEMBERS
 from tests.conftest import RESNET_CELL
 
 BASELINES = ("grad_norm", "snip", "grasp", "fisher", "synflow", "jacob_cov", "naswot", "zen", "zico", "l2_norm")
@@ -86,6 +87,9 @@ def test_every_proxy_on_a_plain_sequential(name: str) -> None:
     x, y = torch.randn(6, 3, 16, 16), torch.randint(0, 10, (6,))
     if name == "zen":
         with pytest.raises(ValueError, match=r"zen .*BatchNorm.*Sequential"):
+            nas.proxies.score(name, model, x, y)
+    elif name in AZ_NAS_MEMBERS:  # AZ-NAS reads block outputs; a plain Sequential declares no blocks
+        with pytest.raises(ValueError, match=rf"{name}: model Sequential declares no blocks"):
             nas.proxies.score(name, model, x, y)
     else:
         r = nas.proxies.score(name, model, x, y)

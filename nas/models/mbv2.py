@@ -197,6 +197,10 @@ class MBV2Net(nn.Module):
         """Depth-ordered layers for WRCor: the stem, the seven super-blocks, the head conv block."""
         return [self.stem, *self.blocks, self.conv_head]
 
+    def feature_blocks(self) -> list[nn.Module]:
+        """Sequential blocks whose outputs are the successive feature maps: stem, every sub-layer, head conv block."""
+        return [self.stem, *(layer for stage in self.blocks for layer in stage), self.conv_head]
+
     @torch.jit.ignore
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute each sub-layer's activations in the backward pass instead of storing them."""

@@ -156,6 +156,10 @@ class NB201Network(nn.Module):
         """Depth-ordered layers for WRCor: the 17 cells (reductions included), then the final BN-ReLU."""
         return [*self.cells, self.lastact]
 
+    def feature_blocks(self) -> list[nn.Module]:
+        """Sequential blocks whose outputs are the network's successive feature maps: the stem, then the 17 cells."""
+        return [self.stem, *self.cells]
+
     @torch.jit.ignore
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute each cell's activations in the backward pass instead of storing them."""

@@ -14,7 +14,7 @@ Example:
 """
 
 # single proxies first (the aggregate module imports them), then the aggregates over them
-from nas.proxies import aggregate, baselines, cost, layers, meco, swap, tenas, wrcor  # noqa: F401  (register them)
+from nas.proxies import aggregate, aznas, baselines, cost, layers, meco, swap, tenas, vkdnw, wrcor  # noqa: F401  (register them)
 from nas.proxies.aggregate import Aggregate, rank_average, register_aggregate
 from nas.proxies.base import (
     FAMILIES,

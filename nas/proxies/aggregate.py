@@ -39,7 +39,7 @@ from typing import Literal, get_args
 import numpy as np
 from scipy import stats
 
-from nas.proxies import baselines, cost, layers, meco, swap, tenas, wrcor  # noqa: F401  (the built-in aggregates' members)
+from nas.proxies import aznas, baselines, cost, layers, meco, swap, tenas, vkdnw, wrcor  # noqa: F401  (the built-in aggregates' members)
 from nas.proxies.base import REGISTRY, ProxySpec
 
 #: Largest number of pairwise comparisons held in memory at once by :meth:`Aggregate.wins`.
@@ -170,3 +170,8 @@ register_aggregate("sjw", ("synflow", "jacob_cov", "wrcor"), "vote",
                    "SJW (WRCor paper): majority vote of SynFlow, JacCor and WRCor")  # fmt: skip
 register_aggregate("spw", ("synflow", "l2_norm", "wrcor"), "vote",
                    "SPW (WRCor paper): majority vote of SynFlow, PNorm and WRCor")  # fmt: skip
+register_aggregate("az_nas", ("az_expressivity", "az_progressivity", "az_trainability", "az_complexity"), "log_rank",
+                   "AZ-NAS (Lee & Ham, CVPR 2024): sum of log relative ranks of its four measures")  # fmt: skip
+register_aggregate("vkdnw_agg", ("vkdnw_single", "az_expressivity", "az_trainability", "az_complexity", "jacob_cov"),
+                   "log_rank", "VKDNW_agg (Tybl & Neumann, CVPR 2025): sum of log relative ranks of VKDNW's "
+                   "single ranking, expressivity, trainability, FLOPs and JacCor")  # fmt: skip
