@@ -230,3 +230,15 @@ def test_options_are_not_matched_by_prefix(capsys) -> None:
     with pytest.raises(SystemExit):
         main(["--n", "2", "--prox", "wrcor"])
     assert "unrecognized arguments: --prox" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("space", "export"), [("nb101", "zc_nasbench101.json"), ("darts", "zc_nasbench301.json")])
+def test_every_benchmark_space_evaluates_on_its_own_table(space, export, tmp_path, capsys) -> None:
+    summary = main(["--space", space, "--n", "4", "--proxies", "params", "flops", "--batch-size", "4", "--no-progress",
+                    "--no-reference-timing", "--export-nbsz", "--out", str(tmp_path)])  # fmt: skip
+    assert summary["cells"] == 4 and set(summary["metrics"]["params"]) == {"cifar10"}
+    table = nas.spaces.get(space).benchmark()
+    nbsz = json.loads((tmp_path / export).read_text())
+    (arch, entry), *_ = nbsz["cifar10"].items()
+    assert entry["val_accuracy"] == pytest.approx(table.accuracy["cifar10"][table.arch.index(arch)])
+    assert "init seed 0" in capsys.readouterr().out

@@ -233,6 +233,7 @@ def export_nbsz(path: Path, archs: Sequence[str], members: Sequence[str], scored
     names to the file's keys.
     """
     data: dict[str, dict] = {}
+    row_of = {a: i for i, a in enumerate(table.arch)}
     for ours, key in datasets.items():
         data[key] = {}
         for a in archs:
@@ -241,7 +242,7 @@ def export_nbsz(path: Path, archs: Sequence[str], members: Sequence[str], scored
             entry: dict[str, Any] = {}
             for m, v, t in zip(members, s.scores, secs, strict=True):
                 entry[m] = {"score": None, "time": t, "error": s.errors[m]} if m in s.errors else {"score": v, "time": t}
-            entry["val_accuracy"] = float(table.accuracy[ours][table.index_of[a]])
+            entry["val_accuracy"] = float(table.accuracy[ours][row_of[a]])
             data[key][a] = entry
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data))
