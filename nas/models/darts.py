@@ -38,6 +38,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from nas.arch.darts import DARTS_V2, DartsGenotype, parse
+from nas.models._ops import ReLUConvBN
 from nas.models._timm import (
     TimmNet,
     build_timm,
@@ -51,17 +52,6 @@ from nas.models._timm import (
 TRAIN_CHANNELS = 36
 TRAIN_LAYERS = 20
 STEM_MULTIPLIER = 3
-
-
-class ReLUConvBN(nn.Sequential):
-    """ReLU -> conv -> BN (DARTS's preprocessing of a cell input)."""
-
-    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, padding: int) -> None:
-        super().__init__(
-            nn.ReLU(inplace=False),
-            nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=padding, bias=False),
-            nn.BatchNorm2d(c_out),
-        )
 
 
 class FactorizedReduce(nn.Module):

@@ -21,6 +21,7 @@ from timm.models import checkpoint_seq, generate_default_cfgs, register_model
 from torch import nn
 
 from nas.arch.nb201 import ARCH_RESNET, EDGES, OPS, NB201Arch
+from nas.models._ops import ReLUConvBN
 from nas.models._timm import (
     TimmNet,
     build_timm,
@@ -29,17 +30,6 @@ from nas.models._timm import (
     networks_unpretrained,
     resolve_arch,
 )
-
-
-class ReLUConvBN(nn.Sequential):
-    """ReLU -> conv -> BN, the benchmark's convolution op."""
-
-    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, padding: int) -> None:
-        super().__init__(
-            nn.ReLU(inplace=False),
-            nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=padding, bias=False),
-            nn.BatchNorm2d(c_out),
-        )
 
 
 class Zero(nn.Module):
