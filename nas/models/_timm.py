@@ -47,6 +47,21 @@ def networks_unpretrained(variant: str) -> str:
     return f"{variant} networks have no pretrained weights; use pretrained=False"
 
 
+def check_args(
+    family: str, kwargs: dict[str, Any], name: str, value: object, cls: type, expected: str
+) -> None:
+    """Raise ``TypeError`` for arguments ``kwargs`` a ``family`` network does not take, or for an
+    architecture ``value`` (argument ``name``) that is not a ``cls`` (``expected`` names it)."""
+    if kwargs:
+        raise TypeError(f"unexpected argument(s) for the {family} network: {sorted(kwargs)}")
+    _check_type(value, cls, name, expected)
+
+
+def _check_type(value: object, cls: type, name: str, expected: str) -> None:
+    if not isinstance(value, cls):
+        raise TypeError(f"{name} must be {expected}, got {type(value).__name__}")
+
+
 def check_num_classes(num_classes: int) -> None:
     """Raise ``ValueError`` unless ``num_classes`` >= 0."""
     if num_classes < 0:
@@ -248,6 +263,5 @@ def resolve_arch(
     """
     if isinstance(value, str):
         return decode(value)
-    if not isinstance(value, cls):
-        raise TypeError(f"{name} must be {expected}, got {type(value).__name__}")
+    _check_type(value, cls, name, expected)
     return value

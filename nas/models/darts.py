@@ -42,6 +42,7 @@ from nas.models._ops import ReLUConvBN
 from nas.models._timm import (
     TimmNet,
     build_timm,
+    check_args,
     check_num_classes,
     cifar_cfg,
     networks_unpretrained,
@@ -234,10 +235,7 @@ class DartsNetwork(TimmNet):
         **kwargs: Any,
     ) -> None:
         super().__init__()
-        if kwargs:
-            raise TypeError(f"unexpected argument(s) for the darts network: {sorted(kwargs)}")
-        if not isinstance(genotype, DartsGenotype):
-            raise TypeError(f"genotype must be a DartsGenotype, got {type(genotype).__name__}")
+        check_args(self.family, kwargs, "genotype", genotype, DartsGenotype, "a DartsGenotype")
         check_num_classes(num_classes)
         if layers < 3:
             raise ValueError(

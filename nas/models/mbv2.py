@@ -28,7 +28,7 @@ from timm.models import checkpoint_seq, generate_default_cfgs, register_model
 from torch import nn
 
 from nas.arch.mbv2 import ARCH_600M, NAMED_ARCHS, MBV2Arch
-from nas.models._timm import TimmNet, build_timm, check_num_classes, resolve_arch
+from nas.models._timm import TimmNet, build_timm, check_args, check_num_classes, resolve_arch
 
 BN_EPS = 1e-3
 
@@ -141,8 +141,7 @@ class MBV2Net(TimmNet):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        if not isinstance(arch, MBV2Arch):
-            raise TypeError(f"arch must be an MBV2Arch, got {type(arch).__name__}")
+        check_args(self.family, {}, "arch", arch, MBV2Arch, "an MBV2Arch")
         check_num_classes(num_classes)
         if not 0.0 <= drop_rate < 1.0 or not 0.0 <= drop_path_rate < 1.0:
             raise ValueError(

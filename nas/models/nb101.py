@@ -30,6 +30,7 @@ from nas.arch.nb101 import NB101Arch, decode
 from nas.models._timm import (
     TimmNet,
     build_timm,
+    check_args,
     check_num_classes,
     cifar_cfg,
     networks_unpretrained,
@@ -194,10 +195,7 @@ class NB101Network(TimmNet):
         **kwargs: Any,
     ) -> None:
         super().__init__()
-        if kwargs:
-            raise TypeError(f"unexpected argument(s) for the nb101 network: {sorted(kwargs)}")
-        if not isinstance(arch, NB101Arch):
-            raise TypeError(f"arch must be an NB101Arch, got {type(arch).__name__}")
+        check_args(self.family, kwargs, "arch", arch, NB101Arch, "an NB101Arch")
         check_num_classes(num_classes)
         for name, value in (
             ("stem_channels", stem_channels),
