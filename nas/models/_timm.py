@@ -235,20 +235,20 @@ def build_timm(
     variant: str,
     pretrained: bool,
     feature_cfg: dict[str, Any],
-    no_weights: str,
+    no_weights: str | None = None,
     **kwargs: Any,
 ) -> M:
     """``cls`` through timm's ``build_model_with_cfg`` with the pretrained config of ``variant``.
 
     Args:
         feature_cfg: the family's feature-wrapper defaults, updated by ``kwargs["feature_cfg"]``.
-        no_weights: the error message for ``pretrained``.
+        no_weights: the error message for ``pretrained`` (default: :func:`networks_unpretrained`).
 
     Raises:
         ValueError: ``pretrained`` (no weights are published).
     """
     if pretrained:
-        raise ValueError(no_weights)
+        raise ValueError(networks_unpretrained(variant) if no_weights is None else no_weights)
     feature_cfg = {**feature_cfg, **(kwargs.pop("feature_cfg", None) or {})}
     return build_model_with_cfg(cls, variant, pretrained, feature_cfg=feature_cfg, **kwargs)
 

@@ -360,15 +360,7 @@ def build(
             f"{variant} cells take two inputs, so feature_cls={feature_cls!r} cannot chain them; "
             "use 'getter' or 'hook'"
         )
-    return build_timm(
-        DartsNetwork,
-        variant,
-        pretrained,
-        feature_cfg,
-        networks_unpretrained(variant),
-        genotype=genotype,
-        **kwargs,
-    )
+    return build_timm(DartsNetwork, variant, pretrained, feature_cfg, genotype=genotype, **kwargs)
 
 
 @register_model

@@ -258,7 +258,7 @@ def build(
         variant,
         pretrained,
         feature_cfg,
-        f"{variant} has no pretrained weights; use pretrained=False",
+        no_weights=f"{variant} has no pretrained weights; use pretrained=False",
         arch=arch,
         pretrained_cfg_overlay=overlay,
         **kwargs,

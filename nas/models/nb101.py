@@ -33,7 +33,6 @@ from nas.models._timm import (
     check_args,
     check_num_classes,
     cifar_cfg,
-    networks_unpretrained,
     resolve_arch,
 )
 
@@ -269,15 +268,7 @@ def build(
     feature_cfg = dict(
         out_indices=tuple(range(kwargs.get("num_stacks", 3))), flatten_sequential=True
     )
-    return build_timm(
-        NB101Network,
-        variant,
-        pretrained,
-        feature_cfg,
-        networks_unpretrained(variant),
-        arch=arch,
-        **kwargs,
-    )
+    return build_timm(NB101Network, variant, pretrained, feature_cfg, arch=arch, **kwargs)
 
 
 @register_model

@@ -22,14 +22,7 @@ from torch import nn
 
 from nas.arch.nb201 import ARCH_RESNET, EDGES, OPS, NB201Arch
 from nas.models._ops import ReLUConvBN
-from nas.models._timm import (
-    TimmNet,
-    build_timm,
-    check_num_classes,
-    cifar_cfg,
-    networks_unpretrained,
-    resolve_arch,
-)
+from nas.models._timm import TimmNet, build_timm, check_num_classes, cifar_cfg, resolve_arch
 
 
 class Zero(nn.Module):
@@ -181,15 +174,7 @@ def build(
     """The network of ``ops`` through timm's ``build_model_with_cfg`` (the pretrained config of
     ``variant``; ``features_only`` and the other timm creation options in ``kwargs``)."""
     feature_cfg = dict(out_indices=(0, 1, 2), flatten_sequential=True)
-    return build_timm(
-        NB201Network,
-        variant,
-        pretrained,
-        feature_cfg,
-        networks_unpretrained(variant),
-        ops=ops,
-        **kwargs,
-    )
+    return build_timm(NB201Network, variant, pretrained, feature_cfg, ops=ops, **kwargs)
 
 
 @register_model
