@@ -14,6 +14,22 @@ SHARED_DATA = SHARED / "data"
 RESNET_CELL = ARCH_RESNET.encode()
 
 
+def image_folder(root: Path, classes: int = 2, per_class: int = 2) -> Path:
+    """A tiny ImageFolder tree under ``root``: ``train/`` and ``val/``, ``classes`` folders of
+    ``per_class`` random 40 x 48 JPEGs each (seeded); returns ``root``."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for c in range(classes):
+            folder = root / split / f"class{c}"
+            folder.mkdir(parents=True)
+            for i in range(per_class):
+                Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(folder / f"{i}.jpg")
+    return root
+
+
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)

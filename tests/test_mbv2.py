@@ -13,21 +13,13 @@ import nas
 from nas.arch.mbv2 import ARCH_600M, NAMED_ARCHS, MBV2Arch, MBV2Stage
 from nas.models.mbv2 import MBV2Net
 from nas.spaces.mbv2 import MBV2Space
+from tests.test_timm_models import _one_thread  # noqa: F401  (autouse fixture)
 
 SMALL = "r192_s16_e1k3c16s2b16n1_e2k5c24s2b16n2_e1k3c24s1b24n2_e4k7c32s2b32n2_e1k3c32s1b32n2_e2k3c48s2b48n2_e1k5c64s1b64n1_h128_se"
 TEXT_600M = ARCH_600M.encode()
 MODELS = timm.list_models(module="mbv2")
 # the generic entry point takes any architecture (a small one keeps these tests fast)
 MODEL_KWARGS = {"wrcor_mbv2": {"arch": SMALL}}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny tensors: a second intra-op thread only adds contention on a shared CPU (measured 15x)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _create(name: str, **kwargs) -> MBV2Net:

@@ -11,20 +11,12 @@ import nas
 from nas.models.mbv2 import MBV2Net
 from nas.proxies.swap import count_distinct_rows, pack_rows
 from nas.spaces.mbv2 import MBV2Space
-from tests.test_baselines import assert_unchanged, small_batch, small_nb201, snapshot
+from tests.test_baselines import _one_thread, assert_unchanged, small_batch, small_nb201, snapshot  # noqa: F401
 from tests.test_mbv2 import SMALL
 
 NEW = ("meco", "meco_opt", "swap", "ntk_cond", "linear_regions", "trainable_layers")
 #: A small MobileNet-like network with squeeze-excitation gates (1 x 1 BatchNorm inputs), fed 32 x 32 images.
 MBV2_SMALL = SMALL
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 class Passthrough(nn.Module):

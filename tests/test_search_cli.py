@@ -12,6 +12,7 @@ import torch
 import nas
 import search
 from nas.winner import Winner
+from tests.conftest import image_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["--search.num_candidates", "4", "--search.batch_size", "8", "--trainer.accelerator", "cpu"]
@@ -57,27 +58,13 @@ def test_two_ddp_processes_agree_with_one(tmp_path: Path) -> None:
     assert Winner.from_yaml(one / "winner.yaml").arch == Winner.from_yaml(two / "winner.yaml").arch
 
 
-def _image_folder(root: Path, classes: int = 2, per_class: int = 4) -> Path:
-    import numpy as np
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    for split in ("train", "val"):
-        for c in range(classes):
-            folder = root / split / f"class{c}"
-            folder.mkdir(parents=True)
-            for i in range(per_class):
-                Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(folder / f"{i}.jpg")
-    return root
-
-
 def test_the_imagenet_config_stands_alone(tmp_path: Path, capsys) -> None:
     """configs/search/mbv2_imagenet.yaml inherits nothing from the NAS-Bench-201 default."""
     config = ["--config", str(ROOT / "configs" / "search" / "mbv2_imagenet.yaml")]
     with pytest.raises(SystemExit):
         search.main([*config, "--search.output_dir", str(tmp_path / "none")])
     assert "required: root" in capsys.readouterr().err
-    root = _image_folder(tmp_path / "images")
+    root = image_folder(tmp_path / "images", per_class=4)
     winner = search.main([
         *config, "--data.init_args.root", str(root), "--data.init_args.num_workers", "0", "--data.init_args.batch_size", "4",
         "--search.num_candidates", "2", "--search.batch_size", "4", "--search.output_dir", str(tmp_path / "run"),

@@ -37,6 +37,7 @@ FEATURE_CLASSES = [
 
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread():
+    # tiny tensors: a second intra-op thread only adds contention on a shared CPU (measured 15x)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

@@ -20,7 +20,7 @@ from lightning.pytorch.utilities import rank_zero
 
 from datamodules import CIFARDataModule
 from nas.winner import Winner
-from tests.conftest import RESNET_CELL
+from tests.conftest import RESNET_CELL, image_folder
 from train import main
 from training import ClassificationModule, load_teacher
 
@@ -466,27 +466,13 @@ def test_train_warns_when_the_images_differ_from_the_winners_resolution(tmp_path
         main([*args, "--trainer.default_root_dir", str(tmp_path / "train")])
 
 
-def _image_folder(root: Path, classes: int = 2, per_class: int = 2) -> Path:
-    import numpy as np
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    for split in ("train", "val"):
-        for c in range(classes):
-            folder = root / split / f"class{c}"
-            folder.mkdir(parents=True)
-            for i in range(per_class):
-                Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(folder / f"{i}.jpg")
-    return root
-
-
 def test_train_takes_the_winners_resolution(tmp_path: Path, capsys) -> None:
     winner = Winner(
         space="mbv2", arch=MBV2_ARCH, model="wrcor_mbv2", model_kwargs={"arch": MBV2_ARCH}, score=1.0,
         proxy="sjw", flops=1, params=1, resolution=192, seed=0,
     )  # fmt: skip
     path = winner.to_yaml(tmp_path / "winner.yaml")
-    root = _image_folder(tmp_path / "images")
+    root = image_folder(tmp_path / "images")
     common = ["--config", MBV2_CFG, "--model.arch", str(path), "--data.init_args.root", str(root), "--model.num_classes=2"]
     cli = main(common, run=False)
     assert cli.datamodule.image_size == 192, "the config's 224 gives way to the winner's resolution"

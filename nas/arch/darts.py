@@ -65,8 +65,18 @@ Cell = tuple[Node, Node, Node, Node]
 _GROUP = re.compile(r"^\|([^|]+)\|([^|]+)\|$")
 
 
+def _has_items(value: Any, n: int) -> bool:
+    """Whether ``value`` is a sequence of ``n`` items (a string is not: it is a form to parse)."""
+    return isinstance(value, Sequence) and not isinstance(value, str) and len(value) == n
+
+
+def _size(value: Any) -> Any:
+    """What an error names for a ``value`` of the wrong size: its length, or itself if no sequence."""
+    return len(value) if isinstance(value, Sequence) and not isinstance(value, str) else value
+
+
 def _edge(value: Any, where: str, k: int) -> Edge:
-    if not isinstance(value, Sequence) or isinstance(value, str) or len(value) != 2:
+    if not _has_items(value, 2):
         raise ValueError(f"{where}: an edge is a pair (input, op), got {value!r}")
     src, op = value
     # NASLib's sampler produces numpy integers: any integral number is an input.
@@ -84,18 +94,13 @@ def _edge(value: Any, where: str, k: int) -> Edge:
 
 
 def _cell(value: Any, name: str) -> Cell:
-    if not isinstance(value, Sequence) or isinstance(value, str) or len(value) != NUM_NODES:
-        got = (
-            len(value)
-            if isinstance(value, Sequence) and not isinstance(value, str)
-            else repr(value)
-        )
+    if not _has_items(value, NUM_NODES):
         raise ValueError(
-            f"the {name} cell has {NUM_NODES} nodes of two edges each, got {got} nodes"
+            f"the {name} cell has {NUM_NODES} nodes of two edges each, got {_size(value)!r} nodes"
         )
     nodes = []
     for k, node in enumerate(value):
-        if not isinstance(node, Sequence) or isinstance(node, str) or len(node) != 2:
+        if not _has_items(node, 2):
             raise ValueError(f"{name} cell node {k} takes exactly 2 edges, got {node!r}")
         a, b = (_edge(e, f"{name} cell node {k}", k) for e in node)
         if a[0] == b[0]:
@@ -183,22 +188,18 @@ class DartsGenotype:
         """From NASLib's compact form: a sequence ``[normal, reduce]`` or its JSON/Python string."""
         if isinstance(compact, str):
             compact = _literal(compact, "compact genotype")
-        if not isinstance(compact, Sequence) or isinstance(compact, str) or len(compact) != 2:
+        if not _has_items(compact, 2):
             raise ValueError(f"a compact genotype is [normal, reduce], got {compact!r}")
         cells = []
         for name, cell in zip(CELLS, compact, strict=True):
-            if (
-                not isinstance(cell, Sequence)
-                or isinstance(cell, str)
-                or len(cell) != 2 * NUM_NODES
-            ):
-                n = len(cell) if isinstance(cell, Sequence) and not isinstance(cell, str) else cell
+            if not _has_items(cell, 2 * NUM_NODES):
                 raise ValueError(
-                    f"the compact {name} cell has {2 * NUM_NODES} pairs [input, op_index], got {n!r}"
+                    f"the compact {name} cell has {2 * NUM_NODES} pairs [input, op_index], "
+                    f"got {_size(cell)!r}"
                 )
             edges = []
             for i, pair in enumerate(cell):
-                if not isinstance(pair, Sequence) or isinstance(pair, str) or len(pair) != 2:
+                if not _has_items(pair, 2):
                     raise ValueError(
                         f"compact {name} cell pair {i}: expected [input, op_index], got {pair!r}"
                     )
@@ -221,22 +222,13 @@ class DartsGenotype:
         """From DARTS's two lists of 8 ``(op, input)`` pairs (pairs ``2k``, ``2k + 1`` feed node ``k``)."""
         cells = []
         for name, pairs in zip(CELLS, (normal, reduce), strict=True):
-            if (
-                not isinstance(pairs, Sequence)
-                or isinstance(pairs, str)
-                or len(pairs) != 2 * NUM_NODES
-            ):
-                n = (
-                    len(pairs)
-                    if isinstance(pairs, Sequence) and not isinstance(pairs, str)
-                    else pairs
-                )
+            if not _has_items(pairs, 2 * NUM_NODES):
                 raise ValueError(
-                    f"DARTS's {name} list has {2 * NUM_NODES} (op, input) pairs, got {n!r}"
+                    f"DARTS's {name} list has {2 * NUM_NODES} (op, input) pairs, got {_size(pairs)!r}"
                 )
             edges = []
             for i, pair in enumerate(pairs):
-                if not isinstance(pair, Sequence) or isinstance(pair, str) or len(pair) != 2:
+                if not _has_items(pair, 2):
                     raise ValueError(f"DARTS {name} pair {i}: expected (op, input), got {pair!r}")
                 edges.append((pair[1], pair[0]))
             cells.append([edges[2 * k : 2 * k + 2] for k in range(NUM_NODES)])

@@ -33,29 +33,26 @@ inputs, so the feature wrappers are timm's ``getter`` (the default) or ``hook``.
 from typing import Any
 
 import torch
-from timm.layers import create_classifier
-from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
-from timm.models._features import feature_take_indices
+from timm.models import generate_default_cfgs, register_model
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from nas.arch.darts import DARTS_V2, DartsGenotype, parse
+from nas.models._ops import ReLUConvBN
+from nas.models._timm import (
+    TimmNet,
+    build_timm,
+    check_args,
+    check_num_classes,
+    cifar_cfg,
+    networks_unpretrained,
+    resolve_arch,
+)
 
 #: DARTS's evaluation network on CIFAR-10 (``cnn/train.py``: ``--init_channels 36 --layers 20``).
 TRAIN_CHANNELS = 36
 TRAIN_LAYERS = 20
 STEM_MULTIPLIER = 3
-
-
-class ReLUConvBN(nn.Sequential):
-    """ReLU -> conv -> BN (DARTS's preprocessing of a cell input)."""
-
-    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, padding: int) -> None:
-        super().__init__(
-            nn.ReLU(inplace=False),
-            nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=padding, bias=False),
-            nn.BatchNorm2d(c_out),
-        )
 
 
 class FactorizedReduce(nn.Module):
@@ -134,6 +131,8 @@ def drop_path(x: torch.Tensor, rate: float) -> torch.Tensor:
 class Cell(nn.Module):
     """A DARTS cell: two preprocessed inputs, 4 nodes of two summed edges, the nodes concatenated."""
 
+    family = "darts"
+
     def __init__(
         self,
         genotype: DartsGenotype,
@@ -200,7 +199,7 @@ class AuxiliaryHead(nn.Module):
         return self.classifier(self.features(x).flatten(1))
 
 
-class DartsNetwork(nn.Module):
+class DartsNetwork(TimmNet):
     """DARTS's CIFAR network for one genotype, with timm's model interface.
 
     Args:
@@ -220,6 +219,8 @@ class DartsNetwork(nn.Module):
             ``num_classes`` < 0.
     """
 
+    family = "darts"
+
     def __init__(
         self,
         genotype: DartsGenotype,
@@ -234,12 +235,8 @@ class DartsNetwork(nn.Module):
         **kwargs: Any,
     ) -> None:
         super().__init__()
-        if kwargs:
-            raise TypeError(f"unexpected argument(s) for the darts network: {sorted(kwargs)}")
-        if not isinstance(genotype, DartsGenotype):
-            raise TypeError(f"genotype must be a DartsGenotype, got {type(genotype).__name__}")
-        if num_classes < 0:
-            raise ValueError(f"num_classes must be >= 0, got {num_classes}")
+        check_args(self.family, kwargs, "genotype", genotype, DartsGenotype, "a DartsGenotype")
+        check_num_classes(num_classes)
         if layers < 3:
             raise ValueError(
                 f"layers must be >= 3 (reduction cells at layers//3 and 2*layers//3), got {layers}"
@@ -251,11 +248,7 @@ class DartsNetwork(nn.Module):
         if not 0 <= drop_path_rate < 1:
             raise ValueError(f"drop_path_rate must be in [0, 1), got {drop_path_rate}")
         self.genotype = genotype
-        self.num_classes = num_classes
-        self.in_chans = in_chans
-        self.drop_rate = drop_rate
-        self.drop_path_rate = drop_path_rate
-        self.grad_checkpointing = False
+        self._init_timm(num_classes, in_chans, drop_rate, drop_path_rate)
         self.reductions = (layers // 3, 2 * layers // 3)
         c_stem = STEM_MULTIPLIER * channels
         self.stem = nn.Sequential(
@@ -283,11 +276,9 @@ class DartsNetwork(nn.Module):
             for s, i in enumerate(self.stage_ends)
         ]
         self.auxiliary_head = AuxiliaryHead(c_aux, num_classes) if auxiliary else None
-        self.num_features = self.head_hidden_size = c_prev
-        self.global_pool, self.classifier = create_classifier(c_prev, num_classes, global_pool)
-        self.head_drop = nn.Dropout(drop_rate)
+        self._init_head(c_prev, num_classes, global_pool, drop_rate)
         # networks built directly (not through timm) still describe their input
-        self.pretrained_cfg = self.default_cfg = _cfg(
+        self.pretrained_cfg = self.default_cfg = cifar_cfg(
             input_size=(in_chans, 32, 32), num_classes=num_classes
         )
 
@@ -295,135 +286,58 @@ class DartsNetwork(nn.Module):
         """Depth-ordered layers for WRCor: the stem, then each cell (its preprocessing included)."""
         return [self.stem, *self.cells]
 
-    @torch.jit.ignore
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        """Recompute each cell's activations in the backward pass instead of storing them."""
-        self.grad_checkpointing = enable
-
-    @torch.jit.ignore
-    def get_classifier(self) -> nn.Module:
-        return self.classifier
-
-    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
-        """A fresh classifier with ``num_classes`` outputs (0: none); pooling kept unless given.
-
-        The auxiliary head, if any, keeps its own classifier.
-        """
-        if num_classes < 0:
-            raise ValueError(f"num_classes must be >= 0, got {num_classes}")
-        self.num_classes = num_classes
-        pool = self.global_pool.pool_type if global_pool is None else global_pool
-        self.global_pool, self.classifier = create_classifier(self.num_features, num_classes, pool)
-
-    def _features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _features(
+        self, x: torch.Tensor, take: list[int], last: int, with_aux: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None, list[torch.Tensor]]:
+        """Run the cells up to index ``last``: the output, the auxiliary logits (with ``with_aux``,
+        in training) and the outputs of the cells in ``take``."""
         s0 = s1 = self.stem(x)
         aux: torch.Tensor | None = None
+        intermediates: list[torch.Tensor] = []
         for i, cell in enumerate(self.cells):
-            # written out (no helper taking the cell) so TorchScript compiles it
-            if self.grad_checkpointing and not torch.jit.is_scripting():
-                s0, s1 = s1, checkpoint(cell, s0, s1, self.drop_path_rate, use_reentrant=False)
-            else:
-                s0, s1 = s1, cell(s0, s1, self.drop_path_rate)
-            if i == self.reductions[1] and self.auxiliary_head is not None and self.training:
-                aux = self.auxiliary_head(s1)
-        return s1, aux
+            # a condition, not a break: TorchScript unrolls the loop over a ModuleList
+            if i <= last:
+                # written out (no helper taking the cell) so TorchScript compiles it
+                if self.grad_checkpointing and not torch.jit.is_scripting():
+                    s0, s1 = s1, checkpoint(cell, s0, s1, self.drop_path_rate, use_reentrant=False)
+                else:
+                    s0, s1 = s1, cell(s0, s1, self.drop_path_rate)
+                at_aux = with_aux and i == self.reductions[1] and self.training
+                if at_aux and self.auxiliary_head is not None:
+                    aux = self.auxiliary_head(s1)
+                if i in take:
+                    intermediates.append(s1)
+        return s1, aux, intermediates
 
-    def forward_intermediates(
-        self,
-        x: torch.Tensor,
-        indices: int | list[int] | None = None,
-        norm: bool = False,
-        stop_early: bool = False,
-        output_fmt: str = "NCHW",
-        intermediates_only: bool = False,
-    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
-        """The feature levels (timm's interface), and the final features unless ``intermediates_only``.
-
-        Args:
-            x: input images.
-            indices: feature levels to return: the last ``n`` if an int, all if None, else
-                the listed levels (negative from the end).
-            norm: accepted for timm's interface; the network has no final norm.
-            stop_early: skip the cells after the last level taken.
-            output_fmt: ``"NCHW"``, the only layout.
-            intermediates_only: return only the list of intermediates.
-        """
-        if output_fmt != "NCHW":
-            raise ValueError(f"darts features are NCHW only, got output_fmt={output_fmt!r}")
-        take_indices, max_index = feature_take_indices(len(self.stage_ends), indices)
-        take = [self.stage_ends[i] for i in take_indices]
-        last = self.stage_ends[max_index] if stop_early else len(self.cells) - 1
-        intermediates = []
-        s0 = s1 = self.stem(x)
-        for i, cell in enumerate(self.cells):
-            if i > last:
-                break
-            if self.grad_checkpointing and not torch.jit.is_scripting():
-                s0, s1 = s1, checkpoint(cell, s0, s1, self.drop_path_rate, use_reentrant=False)
-            else:
-                s0, s1 = s1, cell(s0, s1, self.drop_path_rate)
-            if i in take:
-                intermediates.append(s1)
-        if intermediates_only:
-            return intermediates
+    def _forward_levels(
+        self, x: torch.Tensor, take: list[int], stop: int | None, norm: bool, only: bool
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        last = len(self.cells) - 1 if stop is None else stop
+        s1, _, intermediates = self._features(x, take, last, False)
         return s1, intermediates
 
-    def prune_intermediate_layers(
-        self, indices: int | list[int] = 1, prune_norm: bool = False, prune_head: bool = True
-    ) -> list[int]:
-        """Drop the cells after the last level in ``indices`` (timm's interface); the kept levels.
-
-        The pooling and classifier go with ``prune_head`` or when cells go (they are sized for
-        the last cell), the auxiliary head when its cell goes; ``prune_norm`` has nothing to remove.
-        """
-        take_indices, max_index = feature_take_indices(len(self.stage_ends), indices)
-        end = self.stage_ends[max_index]
+    def _prune(self, end: int, prune_norm: bool, prune_head: bool) -> bool:
+        """Later cells go, the auxiliary head with its cell (there is no final norm to prune)."""
         truncated = end < len(self.cells) - 1
         self.cells = self.cells[: end + 1]
         if end < self.reductions[1]:
             self.auxiliary_head = None
-        if truncated:
-            self.num_features = self.head_hidden_size = self.feature_info[max_index]["num_chs"]
-        if prune_head or truncated:
-            self.reset_classifier(0, "")
-        return take_indices
+        return truncated
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self._features(x)[0]
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.head_drop(self.global_pool(x))
-        return x if pre_logits else self.classifier(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
+        no_levels: list[int] = []
+        return self._features(x, no_levels, len(self.cells) - 1, True)[0]
 
     @torch.jit.ignore
     def forward_train(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``(logits, auxiliary logits)``; the latter is ``None`` without the head or in eval mode."""
-        features, aux = self._features(x)
+        no_levels: list[int] = []
+        features, aux, _ = self._features(x, no_levels, len(self.cells) - 1, True)
         return self.forward_head(features), aux
 
 
-def _cfg(**kwargs: Any) -> dict[str, Any]:
-    cfg = dict(
-        url="",
-        num_classes=10,
-        input_size=(3, 32, 32),
-        pool_size=(8, 8),
-        crop_pct=1.0,
-        interpolation="bilinear",
-        mean=(0.4914, 0.4822, 0.4465),
-        std=(0.2470, 0.2435, 0.2616),
-        first_conv="stem.0",
-        classifier="classifier",
-    )
-    cfg.update(kwargs)
-    return cfg
-
-
 #: timm's pretrained configurations (CIFAR-10 input and normalization; no weights).
-default_cfgs = generate_default_cfgs({"darts": _cfg()})
+default_cfgs = generate_default_cfgs({"darts": cifar_cfg()})
 
 
 def build(
@@ -437,7 +351,7 @@ def build(
             (``feature_cls`` ``"list"`` or ``"dict"``: a cell takes two inputs).
     """
     if pretrained:
-        raise ValueError(f"{variant} networks have no pretrained weights; use pretrained=False")
+        raise ValueError(networks_unpretrained(variant))
     feature_cfg = dict(out_indices=(0, 1, 2), feature_cls="getter")
     feature_cfg.update(kwargs.pop("feature_cfg", None) or {})
     feature_cls = kwargs.get("feature_cls", feature_cfg["feature_cls"])
@@ -446,9 +360,7 @@ def build(
             f"{variant} cells take two inputs, so feature_cls={feature_cls!r} cannot chain them; "
             "use 'getter' or 'hook'"
         )
-    return build_model_with_cfg(
-        DartsNetwork, variant, pretrained, genotype=genotype, feature_cfg=feature_cfg, **kwargs
-    )
+    return build_timm(DartsNetwork, variant, pretrained, feature_cfg, genotype=genotype, **kwargs)
 
 
 @register_model
@@ -464,12 +376,7 @@ def darts(
         **kwargs: :class:`DartsNetwork` arguments (``channels``, ``layers``, ``auxiliary``, ...)
             and timm's creation options (``features_only``, ...).
     """
-    if genotype is None:
-        genotype = DARTS_V2
-    elif isinstance(genotype, str):
-        genotype = parse(genotype)
-    elif not isinstance(genotype, DartsGenotype):
-        raise TypeError(
-            f"genotype must be a genotype string or a DartsGenotype, got {type(genotype).__name__}"
-        )
-    return build(genotype, "darts", pretrained, **kwargs)
+    value = DARTS_V2 if genotype is None else genotype
+    expected = "a genotype string or a DartsGenotype"
+    cells = resolve_arch(value, DartsGenotype, parse, "genotype", expected)
+    return build(cells, "darts", pretrained, **kwargs)

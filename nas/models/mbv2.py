@@ -23,12 +23,12 @@ from typing import Any
 
 import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from timm.layers import DropPath, create_classifier
-from timm.models import build_model_with_cfg, checkpoint_seq, generate_default_cfgs, register_model
-from timm.models._features import feature_take_indices
+from timm.layers import DropPath
+from timm.models import checkpoint_seq, generate_default_cfgs, register_model
 from torch import nn
 
 from nas.arch.mbv2 import ARCH_600M, NAMED_ARCHS, MBV2Arch
+from nas.models._timm import TimmNet, build_timm, check_args, check_num_classes, resolve_arch
 
 BN_EPS = 1e-3
 
@@ -112,7 +112,7 @@ class SubLayer(nn.Module):
         return self.act_out(shortcut + self.drop_path(x))
 
 
-class MBV2Net(nn.Module):
+class MBV2Net(TimmNet):
     """A network of the MobileNetV2-like space, with timm's model interface.
 
     Args:
@@ -127,6 +127,8 @@ class MBV2Net(nn.Module):
         device, dtype: where and in what type to create the parameters.
     """
 
+    family = "mbv2"
+
     def __init__(
         self,
         arch: MBV2Arch,
@@ -139,20 +141,14 @@ class MBV2Net(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        if not isinstance(arch, MBV2Arch):
-            raise TypeError(f"arch must be an MBV2Arch, got {type(arch).__name__}")
-        if num_classes < 0:
-            raise ValueError(f"num_classes must be >= 0, got {num_classes}")
+        check_args(self.family, {}, "arch", arch, MBV2Arch, "an MBV2Arch")
+        check_num_classes(num_classes)
         if not 0.0 <= drop_rate < 1.0 or not 0.0 <= drop_path_rate < 1.0:
             raise ValueError(
                 f"drop_rate and drop_path_rate must be in [0, 1), got {drop_rate}, {drop_path_rate}"
             )
         self.arch = arch
-        self.num_classes = num_classes
-        self.in_chans = in_chans
-        self.drop_rate = drop_rate
-        self.drop_path_rate = drop_path_rate
-        self.grad_checkpointing = False
+        self._init_timm(num_classes, in_chans, drop_rate, drop_path_rate)
         self.stem = ConvBnAct(in_chans, arch.stem, 3, 2)
         total = sum(s.sub_layers for s in arch.stages)
         blocks, c, k = [], arch.stem, 0
@@ -185,11 +181,7 @@ class MBV2Net(nn.Module):
         #: Position in ``[stem, *blocks]`` of each feature level.
         self.stage_ends = tuple(ends.values())
         self.conv_head = ConvBnAct(c, arch.head, 1)
-        self.num_features = self.head_hidden_size = arch.head
-        self.global_pool, self.classifier = create_classifier(
-            self.num_features, num_classes, global_pool
-        )
-        self.head_drop = nn.Dropout(drop_rate)
+        self._init_head(arch.head, num_classes, global_pool, drop_rate)
         if device is not None or dtype is not None:
             self.to(device=device, dtype=dtype)
 
@@ -201,86 +193,27 @@ class MBV2Net(nn.Module):
         """Sequential blocks whose outputs are the successive feature maps: stem, every sub-layer, head conv block."""
         return [self.stem, *(layer for stage in self.blocks for layer in stage), self.conv_head]
 
-    @torch.jit.ignore
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        """Recompute each sub-layer's activations in the backward pass instead of storing them."""
-        self.grad_checkpointing = enable
-
-    @torch.jit.ignore
-    def get_classifier(self) -> nn.Module:
-        return self.classifier
-
-    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
-        """A fresh classifier with ``num_classes`` outputs (0: none); pooling kept unless given."""
-        if num_classes < 0:
-            raise ValueError(f"num_classes must be >= 0, got {num_classes}")
-        self.num_classes = num_classes
-        pool = self.global_pool.pool_type if global_pool is None else global_pool
+    def _classifier_kwargs(self) -> dict[str, Any]:
+        """A new classifier is made where the parameters are, in their dtype."""
         ref = self.stem.conv.weight
-        self.global_pool, self.classifier = create_classifier(
-            self.num_features, num_classes, pool, device=ref.device, dtype=ref.dtype
+        return dict(device=ref.device, dtype=ref.dtype)
+
+    def _forward_levels(
+        self, x: torch.Tensor, take: list[int], stop: int | None, norm: bool, only: bool
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        # the stem is position 0; the head conv is applied to the final features only
+        return self._sequential_levels(
+            x, self.blocks, take, stop, only, first=1, final=self.conv_head
         )
 
-    def forward_intermediates(
-        self,
-        x: torch.Tensor,
-        indices: int | list[int] | None = None,
-        norm: bool = False,
-        stop_early: bool = False,
-        output_fmt: str = "NCHW",
-        intermediates_only: bool = False,
-    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
-        """The feature levels (timm's interface), and the final features unless ``intermediates_only``.
-
-        Args:
-            x: input images.
-            indices: feature levels to return: the last ``n`` if an int, all if None, else
-                the listed levels (negative from the end).
-            norm: accepted for timm's interface; the network has no final norm (the head conv
-                is applied to the final features only).
-            stop_early: skip the super-blocks after the last level taken.
-            output_fmt: ``"NCHW"``, the only layout.
-            intermediates_only: return only the list of intermediates.
-        """
-        if output_fmt != "NCHW":
-            raise ValueError(f"mbv2 features are NCHW only, got output_fmt={output_fmt!r}")
-        take_indices, max_index = feature_take_indices(len(self.stage_ends), indices)
-        take = [self.stage_ends[i] for i in take_indices]
-        blocks = self.blocks
-        if stop_early and not torch.jit.is_scripting():  # TorchScript cannot slice a Sequential
-            blocks = self.blocks[: self.stage_ends[max_index]]
-        intermediates = []
-        x = self.stem(x)
-        if 0 in take:
-            intermediates.append(x)
-        position = 0
-        for position, block in enumerate(blocks, start=1):
-            x = block(x)
-            if position in take:
-                intermediates.append(x)
-        if intermediates_only:
-            return intermediates
-        if position == self.stage_ends[-1]:
-            x = self.conv_head(x)
-        return x, intermediates
-
-    def prune_intermediate_layers(
-        self, indices: int | list[int] = 1, prune_norm: bool = False, prune_head: bool = True
-    ) -> list[int]:
-        """Drop the layers after the last level in ``indices`` (timm's interface); the kept levels.
-
-        The head conv, pooling and classifier go with ``prune_head`` or when super-blocks go
-        (they are sized for the last one); ``prune_norm`` has nothing to remove.
-        """
-        take_indices, max_index = feature_take_indices(len(self.stage_ends), indices)
-        end = self.stage_ends[max_index]
-        truncated = end < len(self.blocks)
+    def _prune(self, end: int, prune_norm: bool, prune_head: bool) -> bool:
+        """Later super-blocks go; the head conv with them or with ``prune_head`` (it is sized for
+        the last one); ``prune_norm`` has nothing to remove."""
+        resized = end < len(self.blocks) or prune_head
         self.blocks = self.blocks[:end]
-        if truncated or prune_head:
+        if resized:
             self.conv_head = nn.Identity()
-            self.num_features = self.head_hidden_size = self.feature_info[max_index]["num_chs"]
-            self.reset_classifier(0, "")
-        return take_indices
+        return resized
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)
@@ -289,13 +222,6 @@ class MBV2Net(nn.Module):
         else:
             x = self.blocks(x)
         return self.conv_head(x)
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.head_drop(self.global_pool(x))
-        return x if pre_logits else self.classifier(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 def _cfg(arch: MBV2Arch, **kwargs: Any) -> dict[str, Any]:
@@ -327,18 +253,18 @@ def build(
     """The network of ``arch`` through timm's ``build_model_with_cfg`` (the pretrained config of
     ``variant`` at the architecture's resolution; ``features_only`` and the other timm creation
     options in ``kwargs``)."""
-    if pretrained:
-        raise ValueError(f"{variant} has no pretrained weights; use pretrained=False")
     r = arch.resolution
     overlay = dict(input_size=(3, r, r), pool_size=(r // 32, r // 32))
     overlay.update(kwargs.pop("pretrained_cfg_overlay", None) or {})
-    return build_model_with_cfg(
+    feature_cfg = dict(flatten_sequential=True)
+    return build_timm(
         MBV2Net,
         variant,
         pretrained,
+        feature_cfg,
+        no_weights=f"{variant} has no pretrained weights; use pretrained=False",
         arch=arch,
         pretrained_cfg_overlay=overlay,
-        feature_cfg=dict(flatten_sequential=True),
         **kwargs,
     )
 
@@ -347,15 +273,10 @@ def build(
 def wrcor_mbv2(pretrained: bool = False, arch: str | MBV2Arch | None = None, **kwargs: Any) -> MBV2Net:
     """Any network of the space, from its string ``arch`` (see :mod:`nas.arch.mbv2`) or value;
     without one, the paper's 600M network."""
-    if arch is None:
-        arch = ARCH_600M
-    elif isinstance(arch, str):
-        arch = MBV2Arch.decode(arch)
-    elif not isinstance(arch, MBV2Arch):
-        raise TypeError(
-            f"arch must be an architecture string or an MBV2Arch, got {type(arch).__name__}"
-        )
-    return build(arch, "wrcor_mbv2", pretrained, **kwargs)
+    value = ARCH_600M if arch is None else arch
+    expected = "an architecture string or an MBV2Arch"
+    net = resolve_arch(value, MBV2Arch, MBV2Arch.decode, "arch", expected)
+    return build(net, "wrcor_mbv2", pretrained, **kwargs)
 
 
 @register_model

@@ -23,12 +23,18 @@ the stacks, at reductions 1, 2 and 4.
 from typing import Any
 
 import torch
-from timm.layers import create_classifier
-from timm.models import build_model_with_cfg, checkpoint_seq, generate_default_cfgs, register_model
-from timm.models._features import feature_take_indices
+from timm.models import checkpoint_seq, generate_default_cfgs, register_model
 from torch import nn
 
 from nas.arch.nb101 import NB101Arch, decode
+from nas.models._timm import (
+    TimmNet,
+    build_timm,
+    check_args,
+    check_num_classes,
+    cifar_cfg,
+    resolve_arch,
+)
 
 #: The benchmark's BatchNorm settings (``base_ops.BN_EPSILON``, ``BN_MOMENTUM`` = 0.997 decay).
 BN_EPS = 1e-5
@@ -158,7 +164,7 @@ class Cell(nn.Module):
         return torch.cat([states[t] for t in self.concat], dim=1) + projected
 
 
-class NB101Network(nn.Module):
+class NB101Network(TimmNet):
     """NAS-Bench-101 network for one cell, with timm's model interface.
 
     Args:
@@ -173,6 +179,8 @@ class NB101Network(nn.Module):
             ``"catavgmax"``, or ``""`` for none, which needs ``num_classes=0``).
     """
 
+    family = "nb101"
+
     def __init__(
         self,
         arch: NB101Arch,
@@ -186,12 +194,8 @@ class NB101Network(nn.Module):
         **kwargs: Any,
     ) -> None:
         super().__init__()
-        if kwargs:
-            raise TypeError(f"unexpected argument(s) for the nb101 network: {sorted(kwargs)}")
-        if not isinstance(arch, NB101Arch):
-            raise TypeError(f"arch must be an NB101Arch, got {type(arch).__name__}")
-        if num_classes < 0:
-            raise ValueError(f"num_classes must be >= 0, got {num_classes}")
+        check_args(self.family, kwargs, "arch", arch, NB101Arch, "an NB101Arch")
+        check_num_classes(num_classes)
         for name, value in (
             ("stem_channels", stem_channels),
             ("num_stacks", num_stacks),
@@ -200,11 +204,7 @@ class NB101Network(nn.Module):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
         self.arch = arch.pruned()
-        self.num_classes = num_classes
-        self.in_chans = in_chans
-        self.drop_rate = drop_rate
-        self.drop_path_rate = 0.0
-        self.grad_checkpointing = False
+        self._init_timm(num_classes, in_chans, drop_rate, 0.0)
         self.stem = ConvBNReLU(in_chans, stem_channels, 3)
         layers: list[nn.Module] = []
         ends: list[int] = []
@@ -227,11 +227,9 @@ class NB101Network(nn.Module):
             dict(num_chs=stem_channels * 2**s, reduction=2**s, module=f"layers.{end}")
             for s, end in enumerate(ends)
         ]
-        self.num_features = self.head_hidden_size = c
-        self.global_pool, self.classifier = create_classifier(c, num_classes, global_pool)
-        self.head_drop = nn.Dropout(drop_rate)
+        self._init_head(c, num_classes, global_pool, drop_rate)
         # networks built directly (not through timm) still describe their input
-        self.pretrained_cfg = self.default_cfg = _cfg(
+        self.pretrained_cfg = self.default_cfg = cifar_cfg(
             input_size=(in_chans, 32, 32), num_classes=num_classes
         )
 
@@ -240,77 +238,16 @@ class NB101Network(nn.Module):
         network order (12 for the benchmark: the pools hold no activation but keep their place)."""
         return [self.stem, *self.layers]
 
-    @torch.jit.ignore
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        """Recompute each cell's activations in the backward pass instead of storing them."""
-        self.grad_checkpointing = enable
+    def _forward_levels(
+        self, x: torch.Tensor, take: list[int], stop: int | None, norm: bool, only: bool
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        return self._sequential_levels(x, self.layers, take, stop, only)
 
-    @torch.jit.ignore
-    def get_classifier(self) -> nn.Module:
-        return self.classifier
-
-    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
-        """A fresh classifier with ``num_classes`` outputs (0: none); pooling kept unless given."""
-        if num_classes < 0:
-            raise ValueError(f"num_classes must be >= 0, got {num_classes}")
-        self.num_classes = num_classes
-        pool = self.global_pool.pool_type if global_pool is None else global_pool
-        self.global_pool, self.classifier = create_classifier(self.num_features, num_classes, pool)
-
-    def forward_intermediates(
-        self,
-        x: torch.Tensor,
-        indices: int | list[int] | None = None,
-        norm: bool = False,
-        stop_early: bool = False,
-        output_fmt: str = "NCHW",
-        intermediates_only: bool = False,
-    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
-        """The stack outputs (timm's interface), and the final features unless ``intermediates_only``.
-
-        Args:
-            x: input images.
-            indices: feature levels to return: the last ``n`` if an int, all if None, else
-                the listed levels (negative from the end).
-            norm: accepted for timm's interface; the network has no final norm.
-            stop_early: skip the layers after the last level taken.
-            output_fmt: ``"NCHW"``, the only layout.
-            intermediates_only: return only the list of intermediates.
-        """
-        if output_fmt != "NCHW":
-            raise ValueError(f"nb101 features are NCHW only, got output_fmt={output_fmt!r}")
-        take_indices, max_index = feature_take_indices(len(self.stage_ends), indices)
-        take = [self.stage_ends[i] for i in take_indices]
-        layers = self.layers
-        if stop_early and not torch.jit.is_scripting():  # TorchScript cannot slice a Sequential
-            layers = self.layers[: self.stage_ends[max_index] + 1]
-        intermediates = []
-        x = self.stem(x)
-        for i, layer in enumerate(layers):
-            x = layer(x)
-            if i in take:
-                intermediates.append(x)
-        if intermediates_only:
-            return intermediates
-        return x, intermediates
-
-    def prune_intermediate_layers(
-        self, indices: int | list[int] = 1, prune_norm: bool = False, prune_head: bool = True
-    ) -> list[int]:
-        """Drop the layers after the last level in ``indices`` (timm's interface); the kept levels.
-
-        The pooling and classifier go with ``prune_head`` or when layers go (they are sized for
-        the last stack); ``prune_norm`` has nothing to remove.
-        """
-        take_indices, max_index = feature_take_indices(len(self.stage_ends), indices)
-        end = self.stage_ends[max_index]
+    def _prune(self, end: int, prune_norm: bool, prune_head: bool) -> bool:
+        """Later layers go (``prune_norm`` has nothing to remove: there is no final norm)."""
         truncated = end < len(self.layers) - 1
         self.layers = self.layers[: end + 1]
-        if truncated:
-            self.num_features = self.head_hidden_size = self.feature_info[max_index]["num_chs"]
-        if prune_head or truncated:
-            self.reset_classifier(0, "")
-        return take_indices
+        return truncated
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)
@@ -318,33 +255,9 @@ class NB101Network(nn.Module):
             return checkpoint_seq(self.layers, x)
         return self.layers(x)
 
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.head_drop(self.global_pool(x))
-        return x if pre_logits else self.classifier(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
-
-def _cfg(**kwargs: Any) -> dict[str, Any]:
-    cfg = dict(
-        url="",
-        num_classes=10,
-        input_size=(3, 32, 32),
-        pool_size=(8, 8),
-        crop_pct=1.0,
-        interpolation="bilinear",
-        mean=(0.4914, 0.4822, 0.4465),
-        std=(0.2470, 0.2435, 0.2616),
-        first_conv="stem.0",
-        classifier="classifier",
-    )
-    cfg.update(kwargs)
-    return cfg
-
 
 #: timm's pretrained configurations (CIFAR-10 input and normalization; no weights).
-default_cfgs = generate_default_cfgs({"nb101": _cfg()})
+default_cfgs = generate_default_cfgs({"nb101": cifar_cfg()})
 
 
 def build(
@@ -352,15 +265,10 @@ def build(
 ) -> NB101Network:
     """The network of ``arch`` through timm's ``build_model_with_cfg`` (the pretrained config of
     ``variant``; ``features_only`` and the other timm creation options in ``kwargs``)."""
-    if pretrained:
-        raise ValueError(f"{variant} networks have no pretrained weights; use pretrained=False")
     feature_cfg = dict(
         out_indices=tuple(range(kwargs.get("num_stacks", 3))), flatten_sequential=True
     )
-    feature_cfg.update(kwargs.pop("feature_cfg", None) or {})
-    return build_model_with_cfg(
-        NB101Network, variant, pretrained, arch=arch, feature_cfg=feature_cfg, **kwargs
-    )
+    return build_timm(NB101Network, variant, pretrained, feature_cfg, arch=arch, **kwargs)
 
 
 @register_model
@@ -369,10 +277,6 @@ def nb101(
 ) -> NB101Network:
     """NAS-Bench-101 network for the cell ``arch`` (its string form or an
     :class:`~nas.arch.nb101.NB101Arch`); without one, the README's Inception-like cell."""
-    if arch is None:
-        arch = decode(DEFAULT_ARCH)
-    elif isinstance(arch, str):
-        arch = decode(arch)
-    elif not isinstance(arch, NB101Arch):
-        raise TypeError(f"arch must be a cell string or an NB101Arch, got {type(arch).__name__}")
-    return build(arch, "nb101", pretrained, **kwargs)
+    value = DEFAULT_ARCH if arch is None else arch
+    cell = resolve_arch(value, NB101Arch, decode, "arch", "a cell string or an NB101Arch")
+    return build(cell, "nb101", pretrained, **kwargs)

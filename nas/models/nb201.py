@@ -17,23 +17,12 @@ outputs, at reductions 1, 2 and 4.
 from typing import Any
 
 import torch
-from timm.layers import create_classifier
-from timm.models import build_model_with_cfg, checkpoint_seq, generate_default_cfgs, register_model
-from timm.models._features import feature_take_indices
+from timm.models import checkpoint_seq, generate_default_cfgs, register_model
 from torch import nn
 
 from nas.arch.nb201 import ARCH_RESNET, EDGES, OPS, NB201Arch
-
-
-class ReLUConvBN(nn.Sequential):
-    """ReLU -> conv -> BN, the benchmark's convolution op."""
-
-    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, padding: int) -> None:
-        super().__init__(
-            nn.ReLU(inplace=False),
-            nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=padding, bias=False),
-            nn.BatchNorm2d(c_out),
-        )
+from nas.models._ops import ReLUConvBN
+from nas.models._timm import TimmNet, build_timm, check_num_classes, cifar_cfg, resolve_arch
 
 
 class Zero(nn.Module):
@@ -92,7 +81,7 @@ class ResNetReduction(nn.Module):
         return self.downsample(x) + self.conv_b(self.conv_a(x))
 
 
-class NB201Network(nn.Module):
+class NB201Network(TimmNet):
     """NAS-Bench-201 network for one cell, with timm's model interface.
 
     Args:
@@ -106,6 +95,8 @@ class NB201Network(nn.Module):
             or ``""`` for none, which needs ``num_classes=0``).
     """
 
+    family = "nb201"
+
     def __init__(
         self,
         ops: tuple[str, ...],
@@ -117,16 +108,11 @@ class NB201Network(nn.Module):
         global_pool: str = "avg",
     ) -> None:
         super().__init__()
-        if num_classes < 0:
-            raise ValueError(f"num_classes must be >= 0, got {num_classes}")
+        check_num_classes(num_classes)
         if cells_per_stage < 1:
             raise ValueError(f"cells_per_stage must be >= 1, got {cells_per_stage}")
         self.ops = tuple(ops)
-        self.num_classes = num_classes
-        self.in_chans = in_chans
-        self.drop_rate = drop_rate
-        self.drop_path_rate = 0.0
-        self.grad_checkpointing = False
+        self._init_timm(num_classes, in_chans, drop_rate, 0.0)
         self.stem = nn.Sequential(
             nn.Conv2d(in_chans, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels)
         )
@@ -148,9 +134,7 @@ class NB201Network(nn.Module):
             for s, end in enumerate(ends)
         ]
         self.lastact = nn.Sequential(nn.BatchNorm2d(c), nn.ReLU(inplace=True))
-        self.num_features = self.head_hidden_size = c
-        self.global_pool, self.classifier = create_classifier(c, num_classes, global_pool)
-        self.head_drop = nn.Dropout(drop_rate)
+        self._init_head(c, num_classes, global_pool, drop_rate)
 
     def layer_units(self) -> list[nn.Module]:
         """Depth-ordered layers for WRCor: the 17 cells (reductions included), then the final BN-ReLU."""
@@ -160,83 +144,20 @@ class NB201Network(nn.Module):
         """Sequential blocks whose outputs are the network's successive feature maps: the stem, then the 17 cells."""
         return [self.stem, *self.cells]
 
-    @torch.jit.ignore
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        """Recompute each cell's activations in the backward pass instead of storing them."""
-        self.grad_checkpointing = enable
+    def _forward_levels(
+        self, x: torch.Tensor, take: list[int], stop: int | None, norm: bool, only: bool
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        return self._sequential_levels(
+            x, self.cells, take, stop, only, final=self.lastact, final_norm=norm
+        )
 
-    @torch.jit.ignore
-    def get_classifier(self) -> nn.Module:
-        return self.classifier
-
-    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
-        """A fresh classifier with ``num_classes`` outputs (0: none); pooling kept unless given."""
-        if num_classes < 0:
-            raise ValueError(f"num_classes must be >= 0, got {num_classes}")
-        self.num_classes = num_classes
-        pool = self.global_pool.pool_type if global_pool is None else global_pool
-        self.global_pool, self.classifier = create_classifier(self.num_features, num_classes, pool)
-
-    def forward_intermediates(
-        self,
-        x: torch.Tensor,
-        indices: int | list[int] | None = None,
-        norm: bool = False,
-        stop_early: bool = False,
-        output_fmt: str = "NCHW",
-        intermediates_only: bool = False,
-    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
-        """The stage outputs (timm's interface), and the final features unless ``intermediates_only``.
-
-        Args:
-            x: input images.
-            indices: feature levels to return: the last ``n`` if an int, all if None, else
-                the listed levels (negative from the end).
-            norm: apply the final BN-ReLU to the last stage's output.
-            stop_early: skip the cells after the last level taken.
-            output_fmt: ``"NCHW"``, the only layout.
-            intermediates_only: return only the list of intermediates.
-        """
-        if output_fmt != "NCHW":
-            raise ValueError(f"nb201 features are NCHW only, got output_fmt={output_fmt!r}")
-        take_indices, max_index = feature_take_indices(len(self.stage_ends), indices)
-        take = [self.stage_ends[i] for i in take_indices]
-        last_cell = self.stage_ends[-1]
-        cells = self.cells
-        if stop_early and not torch.jit.is_scripting():  # TorchScript cannot slice a Sequential
-            cells = self.cells[: self.stage_ends[max_index] + 1]
-        intermediates = []
-        x = self.stem(x)
-        i = -1
-        for i, cell in enumerate(cells):
-            x = cell(x)
-            if i in take:
-                intermediates.append(self.lastact(x) if norm and i == last_cell else x)
-        if intermediates_only:
-            return intermediates
-        if i == last_cell:
-            x = self.lastact(x)
-        return x, intermediates
-
-    def prune_intermediate_layers(
-        self, indices: int | list[int] = 1, prune_norm: bool = False, prune_head: bool = True
-    ) -> list[int]:
-        """Drop the layers after the last level in ``indices`` (timm's interface); the kept levels.
-
-        The final BN-ReLU goes with ``prune_norm`` or when later cells go; the classifier and
-        pooling go with ``prune_head`` or when cells go (they are sized for the last stage).
-        """
-        take_indices, max_index = feature_take_indices(len(self.stage_ends), indices)
-        end = self.stage_ends[max_index]
+    def _prune(self, end: int, prune_norm: bool, prune_head: bool) -> bool:
+        """Later cells go, and the final BN-ReLU with them or with ``prune_norm``."""
         truncated = end < len(self.cells) - 1
         self.cells = self.cells[: end + 1]
         if prune_norm or truncated:
             self.lastact = nn.Identity()
-        if truncated:
-            self.num_features = self.head_hidden_size = self.feature_info[max_index]["num_chs"]
-        if prune_head or truncated:
-            self.reset_classifier(0, "")
-        return take_indices
+        return truncated
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)
@@ -246,32 +167,9 @@ class NB201Network(nn.Module):
             x = self.cells(x)
         return self.lastact(x)
 
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.head_drop(self.global_pool(x))
-        return x if pre_logits else self.classifier(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
-
-def _cfg(**kwargs: Any) -> dict[str, Any]:
-    return dict(
-        url="",
-        num_classes=10,
-        input_size=(3, 32, 32),
-        pool_size=(8, 8),
-        crop_pct=1.0,
-        interpolation="bilinear",
-        mean=(0.4914, 0.4822, 0.4465),
-        std=(0.2470, 0.2435, 0.2616),
-        first_conv="stem.0",
-        classifier="classifier",
-        **kwargs,
-    )
-
 
 #: timm's pretrained configurations (CIFAR-10 input and normalization; no weights).
-default_cfgs = generate_default_cfgs({"nb201": _cfg()})
+default_cfgs = generate_default_cfgs({"nb201": cifar_cfg()})
 
 
 def build(
@@ -279,26 +177,14 @@ def build(
 ) -> NB201Network:
     """The network of ``ops`` through timm's ``build_model_with_cfg`` (the pretrained config of
     ``variant``; ``features_only`` and the other timm creation options in ``kwargs``)."""
-    if pretrained:
-        raise ValueError(f"{variant} networks have no pretrained weights; use pretrained=False")
-    return build_model_with_cfg(
-        NB201Network,
-        variant,
-        pretrained,
-        ops=ops,
-        feature_cfg=dict(out_indices=(0, 1, 2), flatten_sequential=True),
-        **kwargs,
-    )
+    feature_cfg = dict(out_indices=(0, 1, 2), flatten_sequential=True)
+    return build_timm(NB201Network, variant, pretrained, feature_cfg, ops=ops, **kwargs)
 
 
 @register_model
 def nb201(pretrained: bool = False, arch: str | NB201Arch | None = None, **kwargs: Any) -> NB201Network:
     """NAS-Bench-201 network for the cell ``arch`` (``|op~0|+|op~0|op~1|+|op~0|op~1|op~2|`` or an
     :class:`~nas.arch.nb201.NB201Arch`); without one, the benchmark's ResNet-like cell."""
-    if arch is None:
-        arch = ARCH_RESNET
-    elif isinstance(arch, str):
-        arch = NB201Arch.decode(arch)
-    elif not isinstance(arch, NB201Arch):
-        raise TypeError(f"arch must be a cell string or an NB201Arch, got {type(arch).__name__}")
-    return build(arch.ops, "nb201", pretrained, **kwargs)
+    value = ARCH_RESNET if arch is None else arch
+    cell = resolve_arch(value, NB201Arch, NB201Arch.decode, "arch", "a cell string or an NB201Arch")
+    return build(cell.ops, "nb201", pretrained, **kwargs)
