@@ -6,8 +6,9 @@ import torch
 
 torch.set_num_threads(1)
 sys.path.insert(0, os.environ["NAS_ROOT"])
-import nas.models  # noqa: E402,F401  (registers the project's models)
 import timm  # noqa: E402
+
+import nas.models  # noqa: E402,F401  (registers the project's models)
 
 OURS = set(timm.list_models(module=["nb201", "mbv2", "nb101", "darts"]))
 
