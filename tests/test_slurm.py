@@ -97,13 +97,14 @@ def test_dataloader_workers_leave_slurm_signals_to_the_main_process(
 ) -> None:
     loader = _datamodule(kind, tmp_path).train_dataloader()
     it = iter(loader)
-    next(it)
+    for _ in it._workers:  # one batch from each worker: every worker has run its worker_init_fn
+        next(it)
     pids = [w.pid for w in it._workers]
     # slurmstepd signals every process of the step, the workers too (Lightning issue #20280); here
     # from another process, as slurmstepd is
     subprocess.run(["kill", f"-{sig}", *map(str, pids)], check=True)
     time.sleep(0.5)
-    batches = 1 + sum(1 for _ in it)
+    batches = len(pids) + sum(1 for _ in it)
     assert batches == len(loader), f"{batches} of {len(loader)} batches after SIG{sig}"
     assert [w.pid for w in it._workers] == pids and all(w.is_alive() for w in it._workers)
     handled = main_process_catches.read_text() if main_process_catches.exists() else ""

@@ -18,6 +18,7 @@ from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch import Callback, Trainer
 from lightning.pytorch.utilities import rank_zero
 
+from callbacks import RequeueOnSignal
 from datamodules import CIFARDataModule
 from nas.winner import Winner
 from tests.conftest import RESNET_CELL, image_folder
@@ -357,7 +358,9 @@ def test_slurm_allocation_is_resolved_by_the_cli(
     assert not trainer.is_global_zero
     assert env.main_address == "node001", "the first node of the allocation hosts the process group"
     assert env.main_port == 15000 + 3456, "port derived from the job id, the same on every node"
-    assert env.auto_requeue and env.requeue_signal == signal.SIGUSR1
+    # preemption is acted on between steps by callbacks.RequeueOnSignal, not by Lightning's handler
+    assert not env.auto_requeue
+    assert any(isinstance(cb, RequeueOnSignal) and cb.signum == signal.SIGUSR1 for cb in trainer.callbacks)
     assert trainer.precision == "bf16-mixed" and trainer.gradient_clip_val == 5.0
 
     env.validate_settings(num_devices=trainer.num_devices, num_nodes=trainer.num_nodes)
