@@ -175,3 +175,6 @@ register_aggregate("az_nas", ("az_expressivity", "az_progressivity", "az_trainab
 register_aggregate("vkdnw_agg", ("vkdnw_single", "az_expressivity", "az_trainability", "az_complexity", "jacob_cov"),
                    "log_rank", "VKDNW_agg (Tybl & Neumann, CVPR 2025): sum of log relative ranks of VKDNW's "
                    "single ranking, expressivity, trainability, FLOPs and JacCor")  # fmt: skip
+register_aggregate("meco_swap_az", ("meco", "meco_opt", "swap", "az_trainability"), "log_rank",
+                   "The log-rank aggregate chosen on half of seed 0's NAS-Bench-201 cells among 3,196 combinations "
+                   "(benchmarks/aggregate_selection.py); held-out CIFAR-10 rho 0.928")  # fmt: skip
