@@ -91,3 +91,25 @@ def test_small_images_search_then_one_epoch_from_the_readme(tmp_path: Path, monk
                       "--trainer.enable_progress_bar=false", "--data.init_args.num_workers=0"])  # fmt: skip
     assert cli.model.hparams.model_kwargs["arch"] == winner.arch and cli.trainer.global_step == 2
     assert cli.datamodule.image_size == 32, "trains at the winner's resolution"
+
+
+def test_the_readme_evaluation_commands_run_as_written(tmp_path: Path, monkeypatch, capsys) -> None:
+    """The README's commands over the stored scores run verbatim (they score nothing)."""
+    import runpy
+    import sys
+
+    from nas.evaluate.__main__ import main as evaluate
+
+    monkeypatch.chdir(tmp_path)  # runs/ lands here
+    (tmp_path / "benchmarks").symlink_to(ROOT / "benchmarks")
+    stored = [c for c in _readme_commands() if c.startswith("python -m nas.evaluate") and "--stored-only" in c]
+    searches = [c for c in _readme_commands() if c.startswith("python benchmarks/search_nb201.py")]
+    assert stored and searches, "the README shows how to rebuild the tables from the stored scores"
+    for command in stored:
+        summary = evaluate(shlex.split(command)[3:] + ["--no-progress"])
+        assert summary["cells"] > 0 and "0 scored in this run" in capsys.readouterr().out, command
+    for command in searches:
+        monkeypatch.setattr(sys, "argv", shlex.split(command)[1:])
+        runpy.run_path(str(tmp_path / shlex.split(command)[1]), run_name="__main__")
+        out = capsys.readouterr().out
+        assert "scores computed in this run: 0" in out and "random: 93.33 ± 0.46" in out, out[-500:]
