@@ -71,7 +71,7 @@ class TrainCLI(ProgramCLI):
     def before_instantiate_classes(self) -> None:
         super().before_instantiate_classes()
         config = self._config()
-        winner = choose_model(config.model.arch).winner
+        winner = choose_model(config.model.arch).winner if config.model.arch is not None else None
         init_args = config.data.get("init_args")
         if winner is None or init_args is None or "image_size" not in init_args:
             return

@@ -483,3 +483,14 @@ def test_train_takes_the_winners_resolution(tmp_path: Path, capsys) -> None:
     assert "resolution 192" in captured.out + captured.err, "says so"
     cli = main([*common, "--data.init_args.image_size=160"], run=False)
     assert cli.datamodule.image_size == 160, "the command line decides over the winner"
+
+
+def test_a_module_without_arch_waits_for_a_network_and_refuses_to_train_without_one(tmp_path: Path) -> None:
+    module = ClassificationModule(arch=None, num_classes=10)
+    assert "network" not in module._modules, "no placeholder network is built"
+    trainer = Trainer(default_root_dir=tmp_path, max_steps=1, accelerator="cpu", logger=False, enable_checkpointing=False,
+                      enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+    with pytest.raises(ValueError, match=r"the module has no network: give --model.arch"):
+        trainer.fit(module, datamodule=CIFARDataModule(batch_size=16))
+    module.set_network("nb201", {"arch": RESNET_CELL})
+    module.configure_model()  # a network handed over (as the search does in setup): nothing to refuse

@@ -85,7 +85,9 @@ class ClassificationModule(LightningModule):
     linearly to the global batch (per-device batch x world size x gradient accumulation).
 
     Args:
-        arch: timm model name or path to a ``winner.yaml``.
+        arch: timm model name or path to a ``winner.yaml``; None builds no network until one is
+            handed over (``set_network``, as ``callbacks.ZeroShotSearch`` does during ``setup``):
+            ``configure_model`` then refuses to go on without one.
         model_kwargs: keyword arguments for the model (with a winner: those it does not set).
         num_classes: classifier outputs.
         optimizer: ``sgd`` or ``adamw``.
@@ -120,7 +122,7 @@ class ClassificationModule(LightningModule):
 
     def __init__(
         self,
-        arch: str = "resnet50",
+        arch: str | None = "resnet50",
         model_kwargs: dict[str, Any] | None = None,
         num_classes: int = 1000,
         optimizer: OptimizerName = "sgd",
@@ -173,15 +175,18 @@ class ClassificationModule(LightningModule):
         if ema_decay is not None and not 0 < ema_decay < 1:
             raise ValueError(f"ema_decay must be in (0, 1) or None, got {ema_decay}")
         self.save_hyperparameters()
-        choice = choose_model(arch, model_kwargs)
         # The winner's resolution (the side it was searched and costed at) is checked against the
         # first training batch.
-        self.winner: Winner | None = choice.winner
+        self.winner: Winner | None = None
         self._arch_source = arch
-        self._resolution_checked = choice.winner is None
+        self._resolution_checked = True
         self.network: nn.Module
         self.ema: ModelEmaV3 | None = None
-        self.set_network(choice.model, choice.model_kwargs)
+        if arch is not None:
+            choice = choose_model(arch, model_kwargs)
+            self.winner = choice.winner
+            self._resolution_checked = choice.winner is None
+            self.set_network(choice.model, choice.model_kwargs)
 
         self.mixup: Mixup | None = None
         if mixup_alpha > 0 or cutmix_alpha > 0:
@@ -267,6 +272,14 @@ class ClassificationModule(LightningModule):
         if self.ema is not None:
             self.ema.eval()
         return self
+
+    @override
+    def configure_model(self) -> None:
+        if "network" not in self._modules:
+            raise ValueError(
+                "the module has no network: give --model.arch (a timm model name or a search's winner.yaml), "
+                "or let a search hand one over (search.py)"
+            )
 
     @override
     def setup(self, stage: str) -> None:
