@@ -106,11 +106,6 @@ class Scored:
     member_seconds: tuple[float, ...] = ()
     fwd_bwd: float = math.nan
 
-    @property
-    def error(self) -> str:
-        """The errors as one line (empty when every member succeeded)."""
-        return "; ".join(f"{k}: {v}" for k, v in self.errors.items())
-
 
 def check_proxy_kwargs(objective: Objective | Sequence[str], proxy_kwargs: dict[str, dict[str, Any]]) -> None:
     """Check per-member proxy options before any candidate is scored.

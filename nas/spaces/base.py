@@ -128,11 +128,6 @@ class SearchSpace(abc.ABC, Generic[A]):
                 f"{self.flops(small):,} MACs and {self.params(small):,} params"
             )
 
-    @property
-    def bounded(self) -> bool:
-        """Whether the space has a budget."""
-        return self.max_flops is not None or self.max_params is not None
-
     def fits(self, arch: A) -> bool:
         """Whether ``arch`` is within the space's budget."""
         if self.max_flops is not None and self.flops(arch) > self.max_flops:
