@@ -74,7 +74,7 @@ from torch.func import functional_call
 from torch.utils.flop_counter import FlopCounterMode
 
 from nas.proxies._functional import detached_state, mode, model_name
-from nas.proxies.base import ProxyResult, register, register_family
+from nas.proxies.base import ProxyResult, alone, register, register_family
 
 #: The members computed together by :func:`az_nas_family`.
 AZ_NAS_MEMBERS: tuple[str, ...] = ("az_expressivity", "az_progressivity", "az_trainability", "az_complexity")
@@ -323,10 +323,7 @@ def _member(name: str) -> Callable[..., ProxyResult]:
         blocks: Sequence[nn.Module] | None = None,
         seed: int = 0,
     ) -> ProxyResult:
-        outcome = az_nas_family(model, inputs, targets, (name,), blocks=blocks, seed=seed)[name]
-        if isinstance(outcome, Exception):
-            raise outcome
-        return outcome
+        return alone(az_nas_family(model, inputs, targets, (name,), blocks=blocks, seed=seed), name)
 
     proxy.__name__ = name
     return proxy

@@ -126,6 +126,15 @@ Outcome = ProxyResult | Exception
 FamilyFn = Callable[..., dict[str, Outcome]]
 
 
+def alone(outcomes: dict[str, Outcome], name: str) -> ProxyResult:
+    """The result of ``name`` from a family's ``outcomes``, raising the error it recorded (a
+    member called on its own reports its failure as any proxy does)."""
+    outcome = outcomes[name]
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome
+
+
 @dataclass(frozen=True)
 class Family:
     """Single proxies computed together from one pass (see :func:`nas.proxies.score_many`).

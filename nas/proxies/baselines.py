@@ -44,7 +44,7 @@ from nas.proxies._functional import (
     model_name,
     prunable_weights,
 )
-from nas.proxies.base import Outcome, ProxyResult, register, register_family
+from nas.proxies.base import Outcome, ProxyResult, alone, register, register_family
 
 #: The members computed together by :func:`gradient_family`.
 GRADIENT_FAMILY: tuple[str, ...] = ("grad_norm", "snip", "fisher", "grasp")
@@ -170,10 +170,7 @@ def _grasp_from(model, inputs, targets, names, grads, loss_fn, proxy) -> tuple[f
 
 def _family_member(name: str) -> Callable[..., ProxyResult]:
     def proxy(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *, loss_fn: LossFn | None = None) -> ProxyResult:
-        outcome = gradient_family(model, inputs, targets, (name,), loss_fn=loss_fn)[name]
-        if isinstance(outcome, Exception):
-            raise outcome
-        return outcome
+        return alone(gradient_family(model, inputs, targets, (name,), loss_fn=loss_fn), name)
 
     proxy.__name__ = name
     return proxy

@@ -81,7 +81,7 @@ from torch import nn
 from torch.func import functional_call, jvp
 
 from nas.proxies._functional import detached_state, mode, model_name
-from nas.proxies.base import ProxyResult, register, register_family
+from nas.proxies.base import ProxyResult, alone, register, register_family
 
 #: The members computed together by :func:`vkdnw_family`.
 VKDNW_MEMBERS: tuple[str, ...] = ("vkdnw", "vkdnw_dim", "vkdnw_single")
@@ -336,12 +336,9 @@ def _member(name: str) -> Callable[..., ProxyResult]:
         init: Init = "model",
         seed: int = 0,
     ) -> ProxyResult:
-        outcome = vkdnw_family(
+        return alone(vkdnw_family(
             model, inputs, targets, (name,), tensors=tensors, position=position, fisher=fisher, init=init, seed=seed
-        )[name]
-        if isinstance(outcome, Exception):
-            raise outcome
-        return outcome
+        ), name)
 
     proxy.__name__ = name
     return proxy
