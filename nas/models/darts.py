@@ -55,6 +55,18 @@ TRAIN_LAYERS = 20
 STEM_MULTIPLIER = 3
 
 
+def check_size(channels: int, layers: int) -> None:
+    """Refuse a width or depth the DARTS network cannot have (``ValueError`` naming it)."""
+    if layers < 3:
+        raise ValueError(
+            f"layers must be >= 3 (reduction cells at layers//3 and 2*layers//3), got {layers}"
+        )
+    if channels < 2 or channels % 2:
+        raise ValueError(
+            f"channels must be an even number >= 2 (FactorizedReduce halves it), got {channels}"
+        )
+
+
 class FactorizedReduce(nn.Module):
     """ReLU, two 1x1 stride-2 convs (the second shifted by one pixel) concatenated, BN."""
 
@@ -237,14 +249,7 @@ class DartsNetwork(TimmNet):
         super().__init__()
         check_args(self.family, kwargs, "genotype", genotype, DartsGenotype, "a DartsGenotype")
         check_num_classes(num_classes)
-        if layers < 3:
-            raise ValueError(
-                f"layers must be >= 3 (reduction cells at layers//3 and 2*layers//3), got {layers}"
-            )
-        if channels < 2 or channels % 2:
-            raise ValueError(
-                f"channels must be an even number >= 2 (FactorizedReduce halves it), got {channels}"
-            )
+        check_size(channels, layers)
         if not 0 <= drop_path_rate < 1:
             raise ValueError(f"drop_path_rate must be in [0, 1), got {drop_path_rate}")
         self.genotype = genotype

@@ -7,7 +7,7 @@ through :func:`torch.func.functional_call`, with train/eval flags restored and d
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 
 import torch
@@ -105,3 +105,46 @@ def finite(proxy: str, model: nn.Module, value: float, what: str) -> float:
             "no score is substituted"
         )
     return value
+
+
+def visit_activation_codes(
+    model: nn.Module,
+    x: torch.Tensor,
+    proxy: str,
+    visit: Callable[[torch.Tensor], None],
+    activation_types: tuple[type[nn.Module], ...] = RELU_TYPES,
+    *,
+    train: bool = True,
+) -> int:
+    """Call ``visit`` with the on/off code ``input > 0`` of every call of a piecewise-linear unit.
+
+    One forward pass on detached state (BatchNorm in training mode when ``train``, dropout off),
+    no gradient. Each code is an ``(N, units)`` bool tensor (flattened per sample), read by a
+    forward pre-hook before an in-place unit overwrites its input. Returns the number of calls.
+
+    Raises:
+        ValueError: the model has no module of ``activation_types`` or none was called.
+    """
+    calls = [0]
+
+    def pre_hook(module: nn.Module, args: tuple) -> None:
+        if args and isinstance(args[0], torch.Tensor) and args[0].dim() >= 2:
+            visit(args[0].detach().reshape(args[0].shape[0], -1) > 0)
+            calls[0] += 1
+
+    handles = [m.register_forward_pre_hook(pre_hook) for m in model.modules() if isinstance(m, activation_types)]
+    try:
+        if not handles:
+            raise ValueError(
+                f"{proxy}: model {model_name(model)} has no {'/'.join(t.__name__ for t in activation_types)} "
+                "modules whose activation patterns could be read"
+            )
+        with mode(model, train=train), torch.no_grad():
+            state, _ = detached_state(model)
+            functional_call(model, state, (x,))
+    finally:
+        for h in handles:
+            h.remove()
+    if not calls[0]:
+        raise ValueError(f"{proxy}: no activation unit of model {model_name(model)} was called in the forward pass")
+    return calls[0]

@@ -43,6 +43,7 @@ from nas.proxies._functional import (
     mode,
     model_name,
     prunable_weights,
+    visit_activation_codes,
 )
 from nas.proxies.base import Outcome, ProxyResult, alone, register, register_family
 
@@ -348,37 +349,18 @@ def naswot(
     """
     n = inputs.shape[0]
     kernel = torch.zeros((n, n), dtype=torch.float64, device=inputs.device)
-    units = [0]
 
-    def pre_hook(module: nn.Module, args: tuple) -> None:
-        if not args or not isinstance(args[0], torch.Tensor):
-            return
-        codes = (args[0].detach().reshape(args[0].shape[0], -1) > 0)
+    def accumulate(codes: torch.Tensor) -> None:
         d = codes.shape[1]
         # K = c c^T + (1 - c)(1 - c)^T = 2 c c^T - r_i - r_j + d, with r the row sums
         dtype = torch.float32 if d < 2**24 else torch.float64  # float32 sums of 0/1 are exact below 2**24
         c = codes.to(dtype)
         r = c.sum(dim=1).double()
         kernel.add_(2.0 * (c @ c.T).double() - r[:, None] - r[None, :] + d)
-        units[0] += 1
 
-    handles = [m.register_forward_pre_hook(pre_hook) for m in model.modules() if isinstance(m, activation_types)]
-    try:
-        if not handles:
-            raise ValueError(
-                f"naswot: model {model_name(model)} has no {'/'.join(t.__name__ for t in activation_types)} "
-                "modules to read binary codes from"
-            )
-        with mode(model, train=True), torch.no_grad():
-            state, _ = detached_state(model)
-            functional_call(model, state, (inputs,))
-    finally:
-        for h in handles:
-            h.remove()
+    units = visit_activation_codes(model, inputs, "naswot", accumulate, activation_types)
     sign, logdet = torch.linalg.slogdet(kernel)
-    diag: dict[str, Any] = {"units": units[0]}
-    if units[0] == 0:
-        raise ValueError(f"naswot: no activation unit of model {model_name(model)} was called in the forward pass")
+    diag: dict[str, Any] = {"units": units}
     if float(sign) <= 0:
         diag["reason"] = "the Hamming kernel is singular: two samples share one binary code"
         return ProxyResult("naswot", float("-inf"), 0.0, diag)

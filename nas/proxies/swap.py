@@ -14,9 +14,8 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.func import functional_call
 
-from nas.proxies._functional import RELU_TYPES, detached_state, mode, model_name
+from nas.proxies._functional import RELU_TYPES, visit_activation_codes
 from nas.proxies.base import ProxyResult, register
 
 #: Bits packed into one int64 word (63 keeps every packed value non-negative).
@@ -69,27 +68,7 @@ def activation_codes(
         ValueError: the model has no module of ``activation_types`` or none was called.
     """
     codes: list[torch.Tensor] = []
-
-    def pre_hook(module: nn.Module, args: tuple) -> None:
-        if args and isinstance(args[0], torch.Tensor) and args[0].dim() >= 2:
-            # the input's sign is the unit's on/off state; read before an in-place unit overwrites it
-            codes.append(args[0].detach().reshape(args[0].shape[0], -1) > 0)
-
-    handles = [m.register_forward_pre_hook(pre_hook) for m in model.modules() if isinstance(m, activation_types)]
-    try:
-        if not handles:
-            raise ValueError(
-                f"{proxy}: model {model_name(model)} has no {'/'.join(t.__name__ for t in activation_types)} "
-                "modules whose activation patterns could be read"
-            )
-        with mode(model, train=train), torch.no_grad():
-            state, _ = detached_state(model)
-            functional_call(model, state, (x,))
-    finally:
-        for h in handles:
-            h.remove()
-    if not codes:
-        raise ValueError(f"{proxy}: no activation unit of model {model_name(model)} was called in the forward pass")
+    visit_activation_codes(model, x, proxy, codes.append, activation_types, train=train)
     return codes, {"unit_calls": len(codes), "units": int(sum(c.shape[1] for c in codes))}
 
 

@@ -56,12 +56,18 @@ class SearchSpace(abc.ABC, Generic[A]):
         """The untrained network of ``arch``."""
 
     @abc.abstractmethod
-    def flops(self, arch: A) -> int:
-        """Multiply-accumulates of one forward pass of one sample (conv and linear layers)."""
+    def cost(self, arch: A, num_classes: int | None = None) -> tuple[int, int]:
+        """``(MACs, params)`` of :meth:`build`'s network, computed without building it:
+        multiply-accumulates of one forward pass of one sample (conv and linear layers) and the
+        number of parameters. ``num_classes`` None: the space's default."""
 
-    @abc.abstractmethod
-    def params(self, arch: A) -> int:
+    def flops(self, arch: A, num_classes: int | None = None) -> int:
+        """Multiply-accumulates of one forward pass of one sample (conv and linear layers)."""
+        return self.cost(arch, num_classes)[0]
+
+    def params(self, arch: A, num_classes: int | None = None) -> int:
         """Number of parameters of the built network."""
+        return self.cost(arch, num_classes)[1]
 
     @abc.abstractmethod
     def timm_spec(self, arch: A) -> tuple[str, dict[str, Any]]:

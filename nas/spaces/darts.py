@@ -43,7 +43,7 @@ import numpy as np
 
 from nas.arch.darts import NUM_NODES, OPS, DartsGenotype, input_pairs, parse
 from nas.data import BenchmarkTable, nb301_table
-from nas.models.darts import STEM_MULTIPLIER, DartsNetwork
+from nas.models.darts import STEM_MULTIPLIER, DartsNetwork, check_size
 from nas.spaces import register
 from nas.spaces.base import SearchSpace
 
@@ -86,12 +86,7 @@ class DartsSpace(SearchSpace[DartsGenotype]):
     def __init__(
         self, channels: int = EVAL_CHANNELS, layers: int = EVAL_LAYERS, resolution: int = 32
     ) -> None:
-        if channels < 2 or channels % 2:
-            raise ValueError(f"channels must be an even number >= 2, got {channels}")
-        if layers < 3:
-            raise ValueError(
-                f"layers must be >= 3 (two reduction cells and a normal one), got {layers}"
-            )
+        check_size(channels, layers)
         if resolution < 4 or resolution % 4:
             raise ValueError(
                 f"resolution must be a positive multiple of 4 (two reductions), got {resolution}"
@@ -207,7 +202,8 @@ class DartsSpace(SearchSpace[DartsGenotype]):
             "layers": self.layers,
         }
 
-    def _cost(self, arch: DartsGenotype, num_classes: int) -> tuple[int, int]:
+    def cost(self, arch: DartsGenotype, num_classes: int | None = None) -> tuple[int, int]:
+        num_classes = 10 if num_classes is None else num_classes
         c_stem = STEM_MULTIPLIER * self.channels
         side = self.resolution
         params = 3 * 9 * c_stem + 2 * c_stem
@@ -235,15 +231,9 @@ class DartsSpace(SearchSpace[DartsGenotype]):
             side_prev_prev, side_prev = side_prev, side_out
         params += c_prev * num_classes + num_classes
         macs += c_prev * num_classes
-        return params, macs
+        return macs, params
 
-    def params(self, arch: DartsGenotype, num_classes: int = 10) -> int:
-        """Parameters of :meth:`build`'s network (no auxiliary head)."""
-        return self._cost(arch, num_classes)[0]
 
-    def flops(self, arch: DartsGenotype, num_classes: int = 10) -> int:
-        """Multiply-accumulates of one forward pass at ``resolution`` (conv and linear layers)."""
-        return self._cost(arch, num_classes)[1]
 
 
 @cache

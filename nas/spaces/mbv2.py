@@ -255,13 +255,6 @@ class MBV2Space(SearchSpace[MBV2Arch]):
         nc = self.num_classes if num_classes is None else num_classes
         return _cost(self._values(arch), arch.strides, arch.se, nc)
 
-    def flops(self, arch: MBV2Arch, num_classes: int | None = None) -> int:
-        """Multiply-accumulates of conv and linear layers (``FlopCounterMode`` total / 2)."""
-        return self.cost(arch, num_classes)[0]
-
-    def params(self, arch: MBV2Arch, num_classes: int | None = None) -> int:
-        return self.cost(arch, num_classes)[1]
-
     def fits(self, arch: MBV2Arch) -> bool:
         """Whether ``arch`` is within this space's budget."""
         return self._fits(*self.cost(arch))

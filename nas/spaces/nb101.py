@@ -183,7 +183,8 @@ class NB101Space(SearchSpace[NB101Arch]):
     def timm_spec(self, arch: NB101Arch) -> tuple[str, dict[str, Any]]:
         return "nb101", {"arch": self.encode(arch)}
 
-    def _cost(self, arch: NB101Arch, num_classes: int) -> tuple[int, int]:
+    def cost(self, arch: NB101Arch, num_classes: int | None = None) -> tuple[int, int]:
+        num_classes = 10 if num_classes is None else num_classes
         cell = arch.pruned()
         m, ops, n = cell.matrix, cell.ops, cell.num_vertices
         c, side = self.stem_channels, self.resolution
@@ -209,13 +210,9 @@ class NB101Space(SearchSpace[NB101Arch]):
                 c = c_out
         params += c * num_classes + num_classes
         macs += c * num_classes
-        return params, macs
+        return macs, params
 
-    def params(self, arch: NB101Arch, num_classes: int = 10) -> int:
-        return self._cost(arch, num_classes)[0]
 
-    def flops(self, arch: NB101Arch, num_classes: int = 10) -> int:
-        return self._cost(arch, num_classes)[1]
 
 
 __all__ = ["EDGE_SPOTS", "NB101Space"]

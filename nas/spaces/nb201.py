@@ -112,7 +112,8 @@ class NB201Space(SearchSpace[NB201Arch]):
     def timm_spec(self, arch: NB201Arch) -> tuple[str, dict[str, Any]]:
         return "nb201", {"arch": self.encode(arch)}
 
-    def _cost(self, arch: NB201Arch, num_classes: int) -> tuple[int, int]:
+    def cost(self, arch: NB201Arch, num_classes: int | None = None) -> tuple[int, int]:
+        num_classes = 10 if num_classes is None else num_classes
         c, side = self.channels, self.resolution
         params = 3 * c * 9 + 2 * c
         macs = 3 * c * 9 * side * side
@@ -128,10 +129,6 @@ class NB201Space(SearchSpace[NB201Arch]):
                 macs += m * side * side * self.cells_per_stage
         params += 2 * c + c * num_classes + num_classes
         macs += c * num_classes
-        return params, macs
+        return macs, params
 
-    def params(self, arch: NB201Arch, num_classes: int = 10) -> int:
-        return self._cost(arch, num_classes)[0]
 
-    def flops(self, arch: NB201Arch, num_classes: int = 10) -> int:
-        return self._cost(arch, num_classes)[1]
