@@ -11,29 +11,12 @@
 #   LIMIT=420 OUT=runs/gpu bash benchmarks/gpu_nb201.sh
 #
 # Results: $OUT/results.tar.gz (the shards' scores.csv, logs), $OUT/ddp.txt, $OUT/machine.txt.
-set -u
-cd "$(dirname "$0")/.."
-. benchmarks/gpu_lib.sh
 OUT=${OUT:-runs/gpu_nb201}
 LIMIT=${LIMIT:-420}
 ALL_SHARDS=${ALL_SHARDS:-7}
 ZOO_SHARDS=${ZOO_SHARDS:-6}
 WORK=${WORK:-/tmp/nb201_gpu}
-PY=${PY:-python3}
-DEVICE=${DEVICE:-cuda}
-mkdir -p "$OUT" "$WORK/logs"
-export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 NAS_NO_PROGRESS=1
-
-{
-  date -u
-  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
-  echo "cores: $(nproc --all)"
-  $PY -c "import torch, timm, lightning; print('torch', torch.__version__, 'timm', timm.__version__, 'lightning', lightning.__version__)"
-} >"$OUT/machine.txt" 2>&1
-
-# CUDA MPS lets the scoring processes' kernels run side by side.
-start_mps "$WORK" "$OUT/machine.txt" "$PY"
-echo "mps: $mps" >>"$OUT/machine.txt"
+. "$(dirname "$0")/gpu_common.sh" torch timm lightning
 
 pids=()
 core=0

@@ -9,31 +9,14 @@
 # Variants (init seed:batch offset) default to 1:0 2:0 0:64; init 0, offset 0 is the shipped
 # benchmarks/results/nb201_zoo_3x1000.csv.gz. Results: $OUT/results.tar.gz (one merged
 # scores.csv per variant, logs), $OUT/machine.txt, $OUT/train.txt.
-set -u
-cd "$(dirname "$0")/.."
-. benchmarks/gpu_lib.sh
 OUT=${OUT:-runs/gpu_inits}
 LIMIT=${LIMIT:-240}
 N=${N:-1000}
 SHARDS=${SHARDS:-5}
 VARIANTS=${VARIANTS:-"1:0 2:0 0:64"}
 WORK=${WORK:-/tmp/nb201_inits}
-PY=${PY:-python3}
-DEVICE=${DEVICE:-cuda}
 TRAIN=${TRAIN:-1}
-mkdir -p "$OUT" "$WORK/logs"
-export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 NAS_NO_PROGRESS=1
-
-{
-  date -u
-  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1
-  echo "cores: $(nproc --all)"
-  $PY -c "import torch; print('torch', torch.__version__)"
-} >"$OUT/machine.txt" 2>&1
-
-mps=off
-[ "$DEVICE" = cpu ] || start_mps "$WORK" "$OUT/machine.txt" "$PY"
-echo "mps: $mps" >>"$OUT/machine.txt"
+. "$(dirname "$0")/gpu_common.sh" torch
 
 ncores=$(nproc --all)
 pids=()

@@ -1,5 +1,6 @@
-"""Pieces shared by the datamodules: normalization constants, batch-size bookkeeping, and the
-signal handling of DataLoader worker processes."""
+"""Pieces shared by the datamodules: normalization constants, batch-size bookkeeping, the
+arguments of the ImageNet-style datamodules, DataLoader construction, and the signal handling of
+DataLoader worker processes."""
 
 from __future__ import annotations
 
@@ -10,7 +11,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
-from lightning.pytorch import Trainer
+import torch
+from lightning.pytorch import LightningDataModule, Trainer
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from datamodules.augment import batch_augment
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -174,3 +180,101 @@ def check_image_folder(folder: str | Path) -> Path:
         f"image folder {str(folder)!r} holds no images (looked for {', '.join(IMAGE_SUFFIXES)} "
         f"in {len(classes)} class folder(s))"
     )
+
+
+class BatchedDataModule(LightningDataModule):
+    """A datamodule whose processes each load ``batch_size_per_device`` images a step.
+
+    Subclasses keep the batch arguments in their own ``__init__`` signature (LightningCLI reads
+    it) and hand them to :meth:`_init_batches`; their ``setup`` calls :meth:`_setup_batches`.
+    """
+
+    def _init_batches(
+        self, batch_size: int | None, global_batch_size: int | None, num_workers: int, drop_last: bool
+    ) -> None:
+        """Check and keep the batch arguments; the per-device batch of a single process."""
+        check_batch_args(batch_size, global_batch_size)
+        self.batch_size = batch_size
+        self.global_batch_size = global_batch_size
+        self.num_workers = num_workers
+        self.drop_last = drop_last
+        self.batch_size_per_device = per_device_batch_size(batch_size, global_batch_size, 1)
+
+    def _setup_batches(self) -> int:
+        """Split the batch over the trainer's processes (in ``setup``); returns their number."""
+        devices = world_size(self.trainer)
+        self.batch_size_per_device = per_device_batch_size(
+            self.batch_size, self.global_batch_size, devices
+        )
+        return devices
+
+
+class TorchDataModule(BatchedDataModule):
+    """A :class:`BatchedDataModule` whose splits are torch Datasets read by DataLoader workers.
+
+    ``setup`` sets ``train_set`` and ``val_set``; ``test`` uses the validation split unless a
+    subclass says otherwise. Host memory is pinned when ``pin_memory`` is true and CUDA is there.
+    """
+
+    pin_memory: bool = True
+    train_set: Dataset | None = None
+    val_set: Dataset | None = None
+
+    def _loader(self, dataset: Dataset | None, train: bool) -> DataLoader:
+        if dataset is None:
+            raise RuntimeError("call setup() before asking for a dataloader")
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size_per_device,
+            shuffle=train,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory and torch.cuda.is_available(),
+            drop_last=self.drop_last and train,
+            persistent_workers=self.num_workers > 0,
+            worker_init_fn=worker_init,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, train=False)
+
+
+class ImageArgs:
+    """The image-pipeline arguments of the ImageNet-style datamodules (FFCV and ImageFolder).
+
+    Each datamodule lists them in its own ``__init__`` signature and docstring (LightningCLI reads
+    both) and hands them to :meth:`_init_image`.
+    """
+
+    def _init_image(
+        self,
+        image_size: int,
+        val_image_size: int | None,
+        scale: Sequence[float],
+        val_crop_ratio: float,
+        mean: Sequence[float],
+        std: Sequence[float],
+        color_jitter: Sequence[float] | None,
+        auto_augment: bool,
+        random_erasing: float,
+    ) -> tuple[list[nn.Module], list[nn.Module]]:
+        """Check and keep the arguments; returns :func:`datamodules.augment.batch_augment`'s
+        modules for the augmentation options (those on uint8 images, those after normalization).
+
+        Raises:
+            ValueError: naming the bad value and what was expected.
+        """
+        check_image_args(image_size, val_image_size, val_crop_ratio, scale, mean, std)
+        augment = batch_augment(color_jitter, auto_augment, random_erasing)
+        self.image_size = image_size
+        self.val_image_size = val_image_size or image_size
+        self.scale = (float(scale[0]), float(scale[1]))
+        self.val_crop_ratio = val_crop_ratio
+        self.mean = tuple(float(m) for m in mean)
+        self.std = tuple(float(s) for s in std)
+        return augment

@@ -8,7 +8,6 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision.datasets import CIFAR10, CIFAR100
 from torchvision.transforms import v2
@@ -18,10 +17,7 @@ from datamodules._common import (
     CIFAR10_STD,
     CIFAR100_MEAN,
     CIFAR100_STD,
-    check_batch_args,
-    per_device_batch_size,
-    worker_init,
-    world_size,
+    TorchDataModule,
 )
 from nas.data import cifar10_sample
 
@@ -51,7 +47,7 @@ class ArrayDataset(Dataset):
         return self.transform(self.images[index]), int(self.labels[index])
 
 
-class CIFARDataModule(LightningDataModule):
+class CIFARDataModule(TorchDataModule):
     """CIFAR-10 or CIFAR-100 with the standard augmentation (4-pixel padded random crop + flip).
 
     Data sources:
@@ -105,19 +101,14 @@ class CIFARDataModule(LightningDataModule):
             raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
         if num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {num_workers}")
-        check_batch_args(batch_size, global_batch_size)
+        self._init_batches(batch_size, global_batch_size, num_workers, drop_last)
         self.save_hyperparameters()
         self.dataset = dataset
         self.data_dir = data_dir
         self.download = download
-        self.batch_size = batch_size
-        self.global_batch_size = global_batch_size
-        self.num_workers = num_workers
         self.val_fraction = val_fraction
         self.split_seed = split_seed
-        self.drop_last = drop_last
         _, mean, std, self.num_classes = _DATASETS[dataset]
-        self.batch_size_per_device = per_device_batch_size(batch_size, global_batch_size, 1)
         normalize = [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)]
         augmentation = [v2.RandomCrop(32, padding=4), v2.RandomHorizontalFlip()] if augment else []
         self.train_transform = v2.Compose([v2.ToImage(), *augmentation, *normalize[1:]])
@@ -146,9 +137,7 @@ class CIFARDataModule(LightningDataModule):
             ) from err
 
     def setup(self, stage: str) -> None:
-        self.batch_size_per_device = per_device_batch_size(
-            self.batch_size, self.global_batch_size, world_size(self.trainer)
-        )
+        self._setup_batches()
         self.test_set = self._split(False, self.eval_transform)
         if self.val_fraction == 0.0:
             self.train_set = self._split(True, self.train_transform)
@@ -161,26 +150,6 @@ class CIFARDataModule(LightningDataModule):
         order = np.random.default_rng(self.split_seed).permutation(n).tolist()
         self.val_set = Subset(val_full, order[:n_val])
         self.train_set = Subset(train_full, order[n_val:])
-
-    def _loader(self, dataset: Dataset | None, train: bool) -> DataLoader:
-        if dataset is None:
-            raise RuntimeError("call setup() before asking for a dataloader")
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size_per_device,
-            shuffle=train,
-            num_workers=self.num_workers,
-            drop_last=self.drop_last and train,
-            persistent_workers=self.num_workers > 0,
-            worker_init_fn=worker_init,
-            pin_memory=torch.cuda.is_available(),
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, train=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, train=False)
 
     def test_dataloader(self) -> DataLoader:
         return self._loader(self.test_set, train=False)

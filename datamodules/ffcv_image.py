@@ -29,19 +29,15 @@ from ffcv.transforms import (
     ToTensor,
     ToTorchImage,
 )
-from lightning.pytorch import LightningDataModule
 from torchvision.transforms import Normalize
 
 from datamodules._common import (
     IMAGENET_MEAN,
     IMAGENET_STD,
-    check_batch_args,
-    check_image_args,
-    per_device_batch_size,
+    BatchedDataModule,
+    ImageArgs,
     require_file,
-    world_size,
 )
-from datamodules.augment import batch_augment
 
 ImageDType = Literal["float32", "float16"]
 _FIELDS = ("image", "label")
@@ -124,7 +120,7 @@ class EpochLoader:
         yield from self.loader
 
 
-class FFCVDataModule(LightningDataModule):
+class FFCVDataModule(ImageArgs, BatchedDataModule):
     """ImageNet-style classification data from FFCV ``.beton`` files.
 
     Train: random-resized crop (decoded by FFCV), horizontal flip, to the rank's device,
@@ -190,9 +186,10 @@ class FFCVDataModule(LightningDataModule):
         random_erasing: float = 0.0,
     ) -> None:
         super().__init__()
-        check_batch_args(batch_size, global_batch_size)
-        check_image_args(image_size, val_image_size, val_crop_ratio, scale, mean, std)
-        self.augment_uint8, self.augment_normalized = batch_augment(color_jitter, auto_augment, random_erasing)
+        self._init_batches(batch_size, global_batch_size, num_workers, drop_last)
+        self.augment_uint8, self.augment_normalized = self._init_image(
+            image_size, val_image_size, scale, val_crop_ratio, mean, std, color_jitter, auto_augment, random_erasing
+        )
         if image_dtype not in ("float32", "float16"):
             raise ValueError(f"image_dtype must be float32 or float16, got {image_dtype!r}")
         if num_workers < 1:
@@ -200,31 +197,17 @@ class FFCVDataModule(LightningDataModule):
         self.save_hyperparameters()
         self.train_path = train_path
         self.val_path = val_path
-        self.image_size = image_size
-        self.val_image_size = val_image_size or image_size
-        self.batch_size = batch_size
-        self.global_batch_size = global_batch_size
-        self.num_workers = num_workers
-        self.drop_last = drop_last
-        self.scale = (float(scale[0]), float(scale[1]))
-        self.val_crop_ratio = val_crop_ratio
-        self.mean = tuple(float(m) for m in mean)
-        self.std = tuple(float(s) for s in std)
         self.image_dtype = image_dtype
         self.os_cache = os_cache
         self.distributed = distributed
         self.seed = seed
         self.batches_ahead = batches_ahead
-        self.batch_size_per_device = per_device_batch_size(batch_size, global_batch_size, 1)
         self.num_classes: int | None = None
         self.train_decoder: RandomResizedCropRGBImageDecoder | None = None
         self._distributed = bool(distributed)
 
     def setup(self, stage: str) -> None:
-        devices = world_size(self.trainer)
-        self.batch_size_per_device = per_device_batch_size(
-            self.batch_size, self.global_batch_size, devices
-        )
+        devices = self._setup_batches()
         self._distributed = devices > 1 if self.distributed is None else self.distributed
         labels = []
         if stage == "fit":

@@ -11,25 +11,20 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from lightning.pytorch import LightningDataModule
-from torch.utils.data import DataLoader
 from torchvision.datasets import ImageFolder
 from torchvision.transforms import v2
 
 from datamodules._common import (
     IMAGENET_MEAN,
     IMAGENET_STD,
-    check_batch_args,
-    check_image_args,
+    ImageArgs,
+    TorchDataModule,
     check_image_folder,
-    per_device_batch_size,
-    worker_init,
-    world_size,
 )
-from datamodules.augment import AUTOAUGMENT_FILL, batch_augment
+from datamodules.augment import AUTOAUGMENT_FILL
 
 
-class ImageFolderDataModule(LightningDataModule):
+class ImageFolderDataModule(ImageArgs, TorchDataModule):
     """Classification data from an ImageFolder tree.
 
     Train: random-resized crop of ``image_size`` (area ``scale``), horizontal flip, optionally
@@ -83,24 +78,17 @@ class ImageFolderDataModule(LightningDataModule):
         random_erasing: float = 0.0,
     ) -> None:
         super().__init__()
-        check_batch_args(batch_size, global_batch_size)
-        check_image_args(image_size, val_image_size, val_crop_ratio, scale, mean, std)
-        batch_augment(color_jitter, auto_augment, random_erasing)  # the same argument checks
+        self._init_batches(batch_size, global_batch_size, num_workers, drop_last)
+        self._init_image(
+            image_size, val_image_size, scale, val_crop_ratio, mean, std, color_jitter, auto_augment, random_erasing
+        )  # the same argument checks as the FFCV datamodule (its augmentation modules are unused)
         if num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {num_workers}")
         self.save_hyperparameters()
         self.root = Path(root)
-        self.image_size = image_size
-        self.val_image_size = val_image_size or image_size
-        self.batch_size = batch_size
-        self.global_batch_size = global_batch_size
-        self.num_workers = num_workers
-        self.drop_last = drop_last
-        self.val_crop_ratio = val_crop_ratio
         self.train_split = train_split
         self.val_split = val_split
         self.pin_memory = pin_memory
-        self.batch_size_per_device = per_device_batch_size(batch_size, global_batch_size, 1)
         self.num_classes: int | None = None
         to_tensor = [
             v2.ToImage(),
@@ -133,9 +121,7 @@ class ImageFolderDataModule(LightningDataModule):
         self.val_set: ImageFolder | None = None
 
     def setup(self, stage: str) -> None:
-        self.batch_size_per_device = per_device_batch_size(
-            self.batch_size, self.global_batch_size, world_size(self.trainer)
-        )
+        self._setup_batches()
         val_dir = check_image_folder(self.root / self.val_split)
         self.val_set = ImageFolder(str(val_dir), transform=self.val_transform)
         self.num_classes = len(self.val_set.classes)
@@ -147,26 +133,3 @@ class ImageFolderDataModule(LightningDataModule):
                     f"class folders differ between {train_dir} ({len(self.train_set.classes)}) "
                     f"and {val_dir} ({len(self.val_set.classes)}); labels would not match"
                 )
-
-    def _loader(self, dataset: ImageFolder | None, train: bool) -> DataLoader:
-        if dataset is None:
-            raise RuntimeError("call setup() before asking for a dataloader")
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size_per_device,
-            shuffle=train,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory and torch.cuda.is_available(),
-            drop_last=self.drop_last and train,
-            persistent_workers=self.num_workers > 0,
-            worker_init_fn=worker_init,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, train=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, train=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, train=False)

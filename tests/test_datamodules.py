@@ -13,6 +13,7 @@ import tarfile
 import textwrap
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -109,18 +110,17 @@ def indexed_betons(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"train": out / "train.beton", "val": out / "val.beton"}
 
 
+def _ffcv(
+    betons: dict[str, Path], train: Path | None = None, val: Path | None = None, **kwargs: Any
+) -> FFCVDataModule:
+    """An FFCVDataModule with one decoding thread on the session's ``.beton`` files (or others)."""
+    return FFCVDataModule(str(train or betons["train"]), str(val or betons["val"]), num_workers=1, **kwargs)
+
+
 def test_ffcv_loaders_give_normalized_channels_last_batches(
     betons: dict[str, Path], jpeg_tree: Path
 ) -> None:
-    dm = FFCVDataModule(
-        str(betons["train"]),
-        str(betons["val"]),
-        image_size=32,
-        batch_size=16,
-        num_workers=1,
-        val_crop_ratio=1.0,
-        **CIFAR_NORM,
-    )
+    dm = _ffcv(betons, image_size=32, batch_size=16, val_crop_ratio=1.0, **CIFAR_NORM)
     dm.setup("fit")
     assert dm.num_classes == 10
     assert not dm._distributed, "a single process must not shard"
@@ -151,14 +151,7 @@ def test_ffcv_loaders_give_normalized_channels_last_batches(
         "val image differs from the source JPEG (channel order?)"
     )
 
-    half = FFCVDataModule(
-        str(betons["train"]),
-        str(betons["val"]),
-        image_size=32,
-        batch_size=8,
-        num_workers=1,
-        image_dtype="float16",
-    )
+    half = _ffcv(betons, image_size=32, batch_size=8, image_dtype="float16")
     half.setup("validate")
     xh, _ = next(iter(half.val_dataloader()))
     assert xh.dtype == torch.float16 and xh.is_contiguous(memory_format=torch.channels_last)
@@ -169,9 +162,8 @@ PAPER_AUGMENT = {"color_jitter": (0.4, 0.4, 0.4, 0.2), "auto_augment": True}
 
 def test_train_pipelines_apply_the_paper_augmentation(betons: dict[str, Path], jpeg_tree: Path) -> None:
     common = {"image_size": 32, "batch_size": 16, **CIFAR_NORM}
-    plain = FFCVDataModule(str(betons["train"]), str(betons["val"]), num_workers=1, **common)
-    aug = FFCVDataModule(str(betons["train"]), str(betons["val"]), num_workers=1, random_erasing=1.0,
-                         **PAPER_AUGMENT, **common)  # fmt: skip
+    plain = _ffcv(betons, **common)
+    aug = _ffcv(betons, random_erasing=1.0, **PAPER_AUGMENT, **common)
     batches = []
     for dm in (plain, aug):
         dm.setup("fit")
@@ -221,9 +213,7 @@ class _RecordShapes(Callback):
 def test_progressive_resize_changes_the_train_resolution_per_epoch(
     betons: dict[str, Path], tmp_path: Path
 ) -> None:
-    dm = FFCVDataModule(
-        str(betons["train"]), str(betons["val"]), image_size=64, batch_size=16, num_workers=1
-    )
+    dm = _ffcv(betons, image_size=64, batch_size=16)
     shapes = _RecordShapes()
     trainer = Trainer(
         accelerator="cpu",
@@ -257,9 +247,7 @@ def test_progressive_resize_changes_the_train_resolution_per_epoch(
 
 def test_ffcv_errors_name_the_file(betons: dict[str, Path], tmp_path: Path) -> None:
     missing = tmp_path / "nope.beton"
-    dm = FFCVDataModule(
-        str(missing), str(betons["val"]), image_size=32, batch_size=8, num_workers=1
-    )
+    dm = _ffcv(betons, train=missing, image_size=32, batch_size=8)
     with pytest.raises(FileNotFoundError, match="train .beton '.*nope.beton' does not exist"):
         dm.setup("fit")
 
@@ -270,9 +258,7 @@ def test_ffcv_errors_name_the_file(betons: dict[str, Path], tmp_path: Path) -> N
     truncated = tmp_path / "truncated.beton"
     truncated.write_bytes(betons["val"].read_bytes()[: betons["val"].stat().st_size // 2])
     for bad in (garbage, empty, truncated):
-        dm = FFCVDataModule(
-            str(betons["train"]), str(bad), image_size=32, batch_size=8, num_workers=1
-        )
+        dm = _ffcv(betons, val=bad, image_size=32, batch_size=8)
         with pytest.raises(ValueError, match=f"val .beton '.*{bad.name}'"):
             dm.setup("fit")
 

@@ -367,44 +367,35 @@ def _search_result(folder: Path) -> tuple[dict[str, str], tuple[str, float]]:
 
 @pytest.mark.slow
 @pytest.mark.slurm
-def test_search_sbatch_two_tasks_matches_one_process(
-    slurm: Cluster, tmp_path: Path, one_process_search: tuple[dict[str, str], tuple[str, float]]
+@pytest.mark.parametrize("scancel", [False, True], ids=["two_tasks", "resumed_after_scancel"])
+def test_search_sbatch_matches_one_process(
+    slurm: Cluster, tmp_path: Path, one_process_search: tuple[dict[str, str], tuple[str, float]], scancel: bool
 ) -> None:
-    folder, out = tmp_path / "two", tmp_path / "search.out"
-    job = slurm.submit("search.sbatch", out, "--time=10", args=(*SEARCH_ARGS, "--search.output_dir", str(folder)))
-    info = slurm.wait(job, timeout=600)
-    text = out.read_text()
-    _show(text, r"^job \d+ restart", "GLOBAL_RANK", "zero-shot search", "winner:")
-    assert info["JobState"] == "COMPLETED", text
-    assert "GLOBAL_RANK: 0, MEMBER: 1/2" in text and "GLOBAL_RANK: 1, MEMBER: 2/2" in text
-    scores, winner = _search_result(folder)
-    ref_scores, ref_winner = one_process_search
-    assert scores == ref_scores, "the same candidates with the same scores as one process"
-    assert winner == ref_winner
-    print(f"    one process: {ref_winner}; 2 tasks: {winner}")
-
-
-@pytest.mark.slow
-@pytest.mark.slurm
-def test_search_sbatch_resumes_after_scancel_to_the_same_winner(
-    slurm: Cluster, tmp_path: Path, one_process_search: tuple[dict[str, str], tuple[str, float]]
-) -> None:
+    """Two tasks find the candidates, scores and winner of one process; so does a search that is
+    cancelled part-way and submitted again (it resumes from its candidates.csv)."""
     folder, out = tmp_path / "two", tmp_path / "search.out"
     args = (*SEARCH_ARGS, "--search.output_dir", str(folder))
     csv_file = folder / "candidates.csv"
     job = slurm.submit("search.sbatch", out, "--time=10", args=args)
-    slurm.wait(job, timeout=600, until=lambda: csv_file.exists() and len(csv_file.read_text().splitlines()) > 2)
-    slurm.run("scancel", str(job))
-    cancelled = slurm.wait(job, timeout=120)
-    partial = _candidates(folder)
-    assert cancelled["JobState"] == "CANCELLED" and 0 < len(partial) < 40, (cancelled["JobState"], len(partial))
-    again = slurm.submit("search.sbatch", out, "--time=10", args=args)
-    info = slurm.wait(again, timeout=600)
+    partial: dict[str, str] = {}
+    if scancel:
+        slurm.wait(job, timeout=600, until=lambda: csv_file.exists() and len(csv_file.read_text().splitlines()) > 2)
+        slurm.run("scancel", str(job))
+        cancelled = slurm.wait(job, timeout=120)
+        partial = _candidates(folder)
+        assert cancelled["JobState"] == "CANCELLED" and 0 < len(partial) < 40, (cancelled["JobState"], len(partial))
+        job = slurm.submit("search.sbatch", out, "--time=10", args=args)
+    info = slurm.wait(job, timeout=600)
     text = out.read_text()
-    _show(text, r"^job \d+ restart", "CANCELLED", "zero-shot search", "winner:", "Error")
+    _show(text, r"^job \d+ restart", "CANCELLED" if scancel else "GLOBAL_RANK", "zero-shot search", "winner:", "Error")
     assert info["JobState"] == "COMPLETED", text
-    assert re.search(rf"40 candidates \(\d+ scored now, {len(partial)} resumed\)", text), text
+    if scancel:
+        assert re.search(rf"40 candidates \(\d+ scored now, {len(partial)} resumed\)", text), text
+    else:
+        assert "GLOBAL_RANK: 0, MEMBER: 1/2" in text and "GLOBAL_RANK: 1, MEMBER: 2/2" in text
     scores, winner = _search_result(folder)
     ref_scores, ref_winner = one_process_search
-    assert scores == ref_scores and winner == ref_winner
-    print(f"    cancelled after {len(partial)} of 40 candidates; one process: {ref_winner}; resumed on 2 tasks: {winner}")
+    assert scores == ref_scores, "the same candidates with the same scores as one process"
+    assert winner == ref_winner
+    how = f"cancelled after {len(partial)} of 40 candidates, resumed on 2 tasks" if scancel else "2 tasks"
+    print(f"    one process: {ref_winner}; {how}: {winner}")
