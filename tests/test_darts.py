@@ -223,7 +223,7 @@ def test_shipped_nb301_table(shared_data) -> None:
         assert table.arch[i] == arch.encode() and table.index_of[arch.encode()] == i
         assert space.accuracy(arch) == float(row["val_accuracy"])
         assert space.table_row(arch) is not None
-    assert 91.2 < table.accuracy.min() < table.accuracy.max() < 94.5
+    assert 91.2 < table.accuracy["cifar10"].min() < table.accuracy["cifar10"].max() < 94.5
     assert space.table_row(DARTS_V2) is None
     with pytest.raises(ValueError, match="is not among the 725 genotypes"):
         space.accuracy(DARTS_V2)
@@ -246,7 +246,7 @@ NODE = [(0, "skip_connect"), (1, "sep_conv_3x3")]
         (lambda: parse("[[[0, 3], [1, 3]], []]"), "compact normal cell has 8 pairs"),
         (lambda: parse(DARTS_V2_STR.replace("normal_concat=[2, 3, 4, 5]", "normal_concat=[4, 5]")), r"normal_concat=\[4, 5\]: this space's cells concatenate"),
         (lambda: parse(DARTS_V2_STR.replace("('dil_conv_3x3', 2)", "('dil_conv_3x3', 5)")), "input 5 out of range; node 3 takes inputs 0..4"),
-        (lambda: parse(DARTS_V2_STR.replace("('dil_conv_3x3', 2)]", "]")), "normal list has 8 .op, input. pairs, got 7"),
+        (lambda: parse(DARTS_V2_STR.replace("('dil_conv_3x3', 2)]", "]")), "normal list has 8 pairs .op, input., got 7"),
         (lambda: parse("Genotype(normal=__import__('os').getcwd(), normal_concat=[2, 3, 4, 5], reduce=[], reduce_concat=[2, 3, 4, 5])"), "field normal must be a literal"),
         (lambda: parse("Genotype(normal=[]"), "malformed DARTS genotype"),
         (lambda: parse(DARTS_V2.encode().replace("sep_conv_3x3~0", "sep_conv_3x3@0", 1)), "bad edge token 'sep_conv_3x3@0'"),

@@ -37,7 +37,7 @@ from __future__ import annotations
 import ast
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import combinations
 from numbers import Integral
@@ -75,6 +75,29 @@ def _size(value: Any) -> Any:
     return len(value) if isinstance(value, Sequence) and not isinstance(value, str) else value
 
 
+def _require_items(value: Any, n: int, rule: str, show_value: bool = False) -> None:
+    """``ValueError`` "<rule>, got <size or value>" unless ``value`` is a sequence of ``n`` items."""
+    if not _has_items(value, n):
+        raise ValueError(f"{rule}, got {value if show_value else _size(value)!r}")
+
+
+def _cells_of_pairs(
+    cells: Sequence[Any], form: str, container: str, pair_form: str, edge: Callable[[str, int, Any], Any]
+) -> list[list[list[Any]]]:
+    """Both cells' node lists from two lists of ``2 * NUM_NODES`` pairs in DARTS's edge order
+    (pairs ``2k``, ``2k + 1`` feed node ``k``); ``edge(cell name, index, pair)`` reads one pair."""
+    out = []
+    for name, pairs in zip(CELLS, cells, strict=True):
+        where = f"{form} {name} {container}"
+        _require_items(pairs, 2 * NUM_NODES, f"{where} has {2 * NUM_NODES} pairs {pair_form}")
+        edges = []
+        for i, pair in enumerate(pairs):
+            _require_items(pair, 2, f"{where} pair {i}: expected {pair_form}", show_value=True)
+            edges.append(edge(name, i, pair))
+        out.append([edges[2 * k : 2 * k + 2] for k in range(NUM_NODES)])
+    return out
+
+
 def _edge(value: Any, where: str, k: int) -> Edge:
     if not _has_items(value, 2):
         raise ValueError(f"{where}: an edge is a pair (input, op), got {value!r}")
@@ -94,14 +117,10 @@ def _edge(value: Any, where: str, k: int) -> Edge:
 
 
 def _cell(value: Any, name: str) -> Cell:
-    if not _has_items(value, NUM_NODES):
-        raise ValueError(
-            f"the {name} cell has {NUM_NODES} nodes of two edges each, got {_size(value)!r} nodes"
-        )
+    _require_items(value, NUM_NODES, f"the {name} cell has {NUM_NODES} nodes of two edges each")
     nodes = []
     for k, node in enumerate(value):
-        if not _has_items(node, 2):
-            raise ValueError(f"{name} cell node {k} takes exactly 2 edges, got {node!r}")
+        _require_items(node, 2, f"{name} cell node {k} takes exactly 2 edges", show_value=True)
         a, b = (_edge(e, f"{name} cell node {k}", k) for e in node)
         if a[0] == b[0]:
             raise ValueError(
@@ -190,49 +209,23 @@ class DartsGenotype:
             compact = _literal(compact, "compact genotype")
         if not _has_items(compact, 2):
             raise ValueError(f"a compact genotype is [normal, reduce], got {compact!r}")
-        cells = []
-        for name, cell in zip(CELLS, compact, strict=True):
-            if not _has_items(cell, 2 * NUM_NODES):
+
+        def edge(name: str, i: int, pair: Sequence[Any]) -> Edge:
+            src, index = pair
+            if isinstance(index, bool) or not isinstance(index, Integral) or not 0 <= index < len(OPS):
                 raise ValueError(
-                    f"the compact {name} cell has {2 * NUM_NODES} pairs [input, op_index], "
-                    f"got {_size(cell)!r}"
+                    f"compact {name} cell pair {i}: op index {index!r} is not in 0..{len(OPS) - 1} "
+                    f"({', '.join(f'{j} {op}' for j, op in enumerate(OPS))})"
                 )
-            edges = []
-            for i, pair in enumerate(cell):
-                if not _has_items(pair, 2):
-                    raise ValueError(
-                        f"compact {name} cell pair {i}: expected [input, op_index], got {pair!r}"
-                    )
-                src, index = pair
-                if (
-                    isinstance(index, bool)
-                    or not isinstance(index, Integral)
-                    or not 0 <= index < len(OPS)
-                ):
-                    raise ValueError(
-                        f"compact {name} cell pair {i}: op index {index!r} is not in 0..{len(OPS) - 1} "
-                        f"({', '.join(f'{j} {op}' for j, op in enumerate(OPS))})"
-                    )
-                edges.append((src, OPS[int(index)]))
-            cells.append([edges[2 * k : 2 * k + 2] for k in range(NUM_NODES)])
-        return cls(*cells)
+            return src, OPS[int(index)]
+
+        return cls(*_cells_of_pairs(compact, "the compact", "cell", "[input, op_index]", edge))
 
     @classmethod
     def from_darts(cls, normal: Sequence[Any], reduce: Sequence[Any]) -> DartsGenotype:
         """From DARTS's two lists of 8 ``(op, input)`` pairs (pairs ``2k``, ``2k + 1`` feed node ``k``)."""
-        cells = []
-        for name, pairs in zip(CELLS, (normal, reduce), strict=True):
-            if not _has_items(pairs, 2 * NUM_NODES):
-                raise ValueError(
-                    f"DARTS's {name} list has {2 * NUM_NODES} (op, input) pairs, got {_size(pairs)!r}"
-                )
-            edges = []
-            for i, pair in enumerate(pairs):
-                if not _has_items(pair, 2):
-                    raise ValueError(f"DARTS {name} pair {i}: expected (op, input), got {pair!r}")
-                edges.append((pair[1], pair[0]))
-            cells.append([edges[2 * k : 2 * k + 2] for k in range(NUM_NODES)])
-        return cls(*cells)
+        pairs = (normal, reduce)
+        return cls(*_cells_of_pairs(pairs, "DARTS's", "list", "(op, input)", lambda _n, _i, p: (p[1], p[0])))
 
 
 def _literal(text: str, what: str) -> Any:

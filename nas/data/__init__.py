@@ -77,36 +77,8 @@ def nb201_table() -> BenchmarkTable:
     return BenchmarkTable(tuple(r["arch"] for r in rows), acc, measure="final test accuracy (200 epochs)")
 
 
-@dataclass(frozen=True, eq=False)
-class NB301Table:
-    """NAS-Bench-301 ground truth, in the shipped file's row order.
-
-    Attributes:
-        arch: each genotype's canonical encoding (:meth:`nas.arch.darts.DartsGenotype.encode`).
-        compact: each row's compact form as the file stores it.
-        accuracy: surrogate-predicted CIFAR-10 validation accuracy (%).
-    """
-
-    arch: tuple[str, ...]
-    compact: tuple[str, ...]
-    accuracy: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.arch)
-
-    @property
-    def index_of(self) -> dict[str, int]:
-        """Row of each canonical encoding."""
-        return _nb301_index_of(self)
-
-
 @cache
-def _nb301_index_of(table: NB301Table) -> dict[str, int]:
-    return {a: i for i, a in enumerate(table.arch)}
-
-
-@cache
-def nb301_table() -> NB301Table:
+def nb301_table() -> BenchmarkTable:
     """The shipped NAS-Bench-301 table of NASLib's 725 genotypes (loaded once)."""
     path = resources.files(__name__).joinpath("nb301_naslib_725.csv.gz")
     with path.open("rb") as raw, gzip.open(raw, "rt", newline="") as f:
@@ -114,7 +86,8 @@ def nb301_table() -> NB301Table:
     arch = tuple(DartsGenotype.from_compact(r["compact"]).encode() for r in rows)
     if len(set(arch)) != len(arch):
         raise AssertionError("the nb301 table holds a genotype twice")
-    return NB301Table(arch, tuple(r["compact"] for r in rows), np.array([float(r["val_accuracy"]) for r in rows]))
+    acc = {"cifar10": np.array([float(r["val_accuracy"]) for r in rows])}
+    return BenchmarkTable(arch, acc, measure="NAS-Bench-301 surrogate validation accuracy")
 
 
 @dataclass(frozen=True, eq=False)

@@ -36,7 +36,6 @@ of its lower and higher input: 2 x 11 decisions, uniform logits give uniform sam
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Any
 
 import numpy as np
@@ -106,7 +105,7 @@ class DartsSpace(SearchSpace[DartsGenotype]):
     # benchmark table
     def benchmark(self) -> BenchmarkTable:
         """NASLib's 725 genotypes with NAS-Bench-301's (surrogate) CIFAR-10 validation accuracy."""
-        return _benchmark()
+        return nb301_table()
 
     def accuracy(self, arch: DartsGenotype, dataset: str = "cifar10") -> float:
         """NAS-Bench-301's (surrogate) CIFAR-10 validation accuracy (%) of ``arch`` from the shipped table.
@@ -123,7 +122,7 @@ class DartsSpace(SearchSpace[DartsGenotype]):
                 f"genotype {arch.encode()!r} is not among the {len(table)} genotypes of the shipped "
                 "NAS-Bench-301 table (see table_row)"
             )
-        return float(table.accuracy[index])
+        return float(table.accuracy["cifar10"][index])
 
     # sampling
     def sample(self, rng: np.random.Generator) -> DartsGenotype:
@@ -232,12 +231,3 @@ class DartsSpace(SearchSpace[DartsGenotype]):
         params += c_prev * num_classes + num_classes
         macs += c_prev * num_classes
         return macs, params
-
-
-
-
-@cache
-def _benchmark() -> BenchmarkTable:
-    table = nb301_table()
-    return BenchmarkTable(table.arch, {"cifar10": table.accuracy},
-                          measure="NAS-Bench-301 surrogate validation accuracy")  # fmt: skip
