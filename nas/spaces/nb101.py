@@ -213,8 +213,6 @@ class NB101Space(SearchSpace[NB101Arch]):
         return macs, params
 
 
-
-
 __all__ = ["EDGE_SPOTS", "NB101Space"]
 
 

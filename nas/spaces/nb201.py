@@ -130,5 +130,3 @@ class NB201Space(SearchSpace[NB201Arch]):
         params += 2 * c + c * num_classes + num_classes
         macs += c * num_classes
         return macs, params
-
-
